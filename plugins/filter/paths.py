@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) galactic.npms contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""galactic.npms filters (documented in the .yml file next to this one per filter)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.galactic.npms.plugins.plugin_utils.paths import PathsError, compute
+
+
+def paths(inventory, measurements=None, tenant=None, traffic_class=None, current=None, engine="fast"):
+    """inventory | galactic.npms.paths(...): a thin front end on plugin_utils.paths.compute."""
+    try:
+        return compute(inventory, measurements=measurements, tenants=tenant, traffic_classes=traffic_class,
+                       current=current, engine=engine)
+    except PathsError as exc:
+        raise AnsibleFilterError("galactic.npms.paths: %s" % exc) from exc
+
+
+class FilterModule:
+    """galactic.npms filters."""
+
+    def filters(self):
+        return {"paths": paths}

@@ -1,0 +1,863 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) galactic.npms contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fast path engine: the rules of ``pce`` computed for all pairs at once with numpy.
+
+How it stays exact (it must give the reference engine's answer, byte for byte):
+
+* Core all-pairs shortest paths (Floyd-Warshall on the shared integer weights) are
+  computed once per pruning key and shared by every tenant.  Edges never transit, so a
+  pair's candidates are just ``src -> a ~> b -> dst`` over its access POPs (plus the direct
+  arc): a handful per pair, vectorised over all pairs of a tenant.
+* Ties: ``NH[a, b]`` is the smallest-named tight successor, so the core path it spells is
+  the lexicographically smallest optimal one; ties between candidates of a pair are
+  settled by comparing their node sequences, as the reference does.
+* When the least-weight path breaks a bound, a lower bound per metric (float APSP) may
+  prove that nothing is admitted; otherwise that pair goes to the reference engine's exact
+  search (counted in ``stats['slow_pairs']``).  Backups reuse the core paths when they
+  avoid the primary's transit nodes, and fall back to the exact search when they don't and
+  the detour could win.
+* Results are materialised (metrics, SIDs, reasons) through the same functions as the
+  reference engine, lazily: the compute step keeps only choices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from . import pce as P
+from .pce import (BEST_EFFORT, INF, UNREACHABLE, Choice, Network, PathSet, ReferenceEngine,
+                  Variant, diagnose, make_result, normalise_current, path_metrics, profile_chain,
+                  variants_for, violations)
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+
+FINF = float("inf")
+
+
+class _CoreSolution:
+    """Everything about the core graph under one pruning key."""
+
+    def __init__(self, eng: "FastEngine", variant: Variant):
+        C = eng.C
+        m = eng.core
+        allowed = m["exists"].copy()
+        allowed &= m["loss"] < 1.0
+        allowed &= m["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps
+        if variant.exclude_countries:
+            bad = np.array([eng.net.country[c] in variant.exclude_countries for c in eng.cores])
+            allowed &= ~eng.via_mask(variant.exclude_countries)
+        else:
+            bad = np.zeros(C, dtype=bool)
+        if variant.exclude_regions:
+            bad |= np.array([eng.net.region[c] in variant.exclude_regions for c in eng.cores])
+        self.node_bad = bad
+        allowed &= ~bad[:, None] & ~bad[None, :]
+        if variant.max_latency_ms is not None:
+            allowed &= m["lat"] <= variant.max_latency_ms + P.BOUND_EPS
+        if variant.max_jitter_ms is not None:
+            allowed &= m["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
+        if variant.max_loss is not None:
+            allowed &= m["loss"] <= variant.max_loss + P.BOUND_EPS
+        self.allowed = allowed
+        w = P.arc_weight(variant.mode, m["lat"], m["cost"] * variant.fec_overhead, m["loss"], m["bw"])
+        w = np.where(allowed, w, INF)
+        np.fill_diagonal(w, 0)
+        self.W = w
+        D = w.copy()
+        for k in range(C):
+            np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
+        self.D = D
+        # NH[a, b]: smallest tight successor of a towards b (the lexicographic rule)
+        tight = (w[:, :, None] + D[None, :, :]) == D[:, None, :]  # [a, y, b]
+        idx = np.arange(C)
+        tight[idx, idx, :] = False  # y != a
+        tight &= (w < INF)[:, :, None]
+        has = tight.any(axis=1)
+        nh = np.where(has, tight.argmax(axis=1), -1)
+        nh[idx, idx] = idx
+        self.NH = nh
+        # walk every core path once: node masks and metric sums along it
+        words = (C + 63) // 64
+        self.words = words
+        mask = np.zeros((C, C, words), dtype=np.uint64)
+        reach = D < INF
+        a_idx, b_idx = np.nonzero(reach)
+        cur = a_idx.copy()
+        sums = {k: np.zeros(len(a_idx)) for k in ("lat", "lat95", "jit", "losslog", "cost")}
+        hops = np.zeros(len(a_idx), dtype=np.int64)
+        bw = np.full(len(a_idx), FINF)
+        _setbit(mask, a_idx, b_idx, cur)
+        active = cur != b_idx
+        lossl = eng.core_losslog
+        while active.any():
+            ca, cb, cc = a_idx[active], b_idx[active], cur[active]
+            nxt = nh[cc, cb]
+            sums["lat"][active] += m["lat"][cc, nxt]
+            sums["lat95"][active] += m["lat95"][cc, nxt]
+            sums["jit"][active] += m["jit"][cc, nxt]
+            sums["losslog"][active] += lossl[cc, nxt]
+            sums["cost"][active] += m["cost"][cc, nxt] * variant.fec_overhead
+            bw[active] = np.minimum(bw[active], m["bw"][cc, nxt])
+            hops[active] += 1
+            _setbit(mask, ca, cb, nxt)
+            cur[active] = nxt
+            active = cur != b_idx
+        self.mask = mask
+        self.P = {}
+        for k, v in sums.items():
+            arr = np.full((C, C), FINF)
+            arr[a_idx, b_idx] = v
+            self.P[k] = arr
+        arr = np.full((C, C), FINF)
+        arr[a_idx, b_idx] = bw
+        self.P["bw"] = arr
+        arr = np.full((C, C), 10 ** 6, dtype=np.int64)
+        arr[a_idx, b_idx] = hops
+        self.P["hops"] = arr
+        self._lb: Dict[str, Any] = {}
+
+    def lower_bound(self, eng, metric: str):
+        """Least possible sum of one metric between cores (same pruning)."""
+        if metric not in self._lb:
+            if metric == "hops":
+                w = np.where(self.allowed, 1.0, FINF)
+            else:
+                w = np.where(self.allowed, eng.core_additive(metric), FINF)
+            np.fill_diagonal(w, 0.0)
+            D = w.copy()
+            for k in range(eng.C):
+                np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
+            self._lb[metric] = D
+        return self._lb[metric]
+
+    def core_path(self, a: int, b: int) -> List[int]:
+        out = [a]
+        while a != b:
+            a = int(self.NH[a, b])
+            out.append(a)
+        return out
+
+
+def _setbit(mask, a, b, node):
+    word = node // 64
+    bit = (np.uint64(1) << (node % 64).astype(np.uint64))
+    np.bitwise_or.at(mask, (a, b, word), bit)
+
+
+class _Edges:
+    """A tenant's access and direct arcs as arrays, for one variant."""
+
+    def __init__(self, eng: "FastEngine", tenant: str, variant: Variant, sol: _CoreSolution):
+        t = eng.tenant_struct(tenant)
+        self.t = t
+        E, K = t["A"].shape
+        out = {}
+        for direction in ("out", "in"):
+            mt = t[direction]
+            ok = mt["exists"] & (mt["loss"] < 1.0) & (mt["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps)
+            cores = np.where(t["A"] >= 0, t["A"], 0)
+            ok &= ~sol.node_bad[cores]
+            if variant.exclude_countries:
+                ok &= ~np.array([[bool(set(v) & set(variant.exclude_countries)) for v in row]
+                                 for row in mt["via"]], dtype=bool).reshape(E, K)
+            if variant.max_latency_ms is not None:
+                ok &= mt["lat"] <= variant.max_latency_ms + P.BOUND_EPS
+            if variant.max_jitter_ms is not None:
+                ok &= mt["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
+            if variant.max_loss is not None:
+                ok &= mt["loss"] <= variant.max_loss + P.BOUND_EPS
+            w = P.arc_weight(variant.mode, mt["lat"], mt["cost"] * variant.fec_overhead, mt["loss"], mt["bw"])
+            out[direction] = (ok, np.where(ok, w, INF))
+        self.out_ok, self.Wout = out["out"]
+        self.in_ok, self.Win = out["in"]
+        d = t["direct"]
+        ok = d["exists"] & (d["loss"] < 1.0) & (d["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps)
+        ok &= variant.allow_direct
+        if variant.exclude_countries:
+            ok &= ~d["via_excl"](variant.exclude_countries)
+        if variant.max_latency_ms is not None:
+            ok &= d["lat"] <= variant.max_latency_ms + P.BOUND_EPS
+        if variant.max_jitter_ms is not None:
+            ok &= d["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
+        if variant.max_loss is not None:
+            ok &= d["loss"] <= variant.max_loss + P.BOUND_EPS
+        self.direct_ok = ok
+        self.Wd = np.where(ok, P.arc_weight(variant.mode, d["lat"], d["cost"] * variant.fec_overhead,
+                                            d["loss"], d["bw"]), INF)
+
+
+class _Best:
+    """Best path per pair of one tenant under one variant, with optional node drops."""
+
+    def __init__(self, eng, tenant, variant, sol, ed, need, drop_masks=None, drop_direct=None,
+                 drops_fn=None):
+        self.drops_fn = drops_fn
+        t = ed.t
+        A = t["A"]
+        E, K = A.shape
+        Ac = np.where(A >= 0, A, 0)
+        # candidate weights [s, d, i, j]
+        core = sol.D[Ac[:, None, :, None], Ac[None, :, None, :]]
+        wc = ed.Wout[:, None, :, None] + core
+        np.minimum(wc, INF, out=wc)
+        wc = wc + ed.Win[None, :, None, :]
+        np.minimum(wc, INF, out=wc)
+        conflict = None
+        if drop_masks is not None:
+            # candidate valid only if a, b and the core path avoid the dropped nodes
+            pm = sol.mask[Ac[:, None, :, None], Ac[None, :, None, :]]  # [s,d,i,j,w]
+            hit = ((pm & drop_masks[:, :, None, None, :]) != 0).any(axis=-1)
+            a_bit = _bits(Ac, sol.words)  # [E, K, w]
+            a_drop = ((a_bit[:, None, :, None, :] & drop_masks[:, :, None, None, :]) != 0).any(-1)
+            b_drop = ((a_bit[None, :, None, :, :] & drop_masks[:, :, None, None, :]) != 0).any(-1)
+            ends = a_drop | b_drop
+            conflict = hit & ~ends & (wc < INF)
+            conflict_w = np.where(conflict, wc, INF)  # lower bounds of detours around the drops
+            wc = np.where(hit | ends, INF, wc)
+        wd = ed.Wd.copy()
+        if drop_direct is not None:
+            wd[drop_direct] = INF
+        flat = np.concatenate([wc.reshape(E, E, K * K), wd[:, :, None]], axis=2)
+        best = flat.min(axis=2)
+        self.eng, self.tenant, self.variant, self.sol, self.ed = eng, tenant, variant, sol, ed
+        self.E, self.K = E, K
+        self.flat = flat
+        self.w = best
+        self.arg = flat.argmin(axis=2)
+        self.ties = (flat == best[:, :, None]).sum(axis=2) > 1
+        self.explicit: Dict[Tuple[int, int], Optional[List[str]]] = {}
+        self.why: Dict[Tuple[int, int], str] = {}
+        self.slow = 0
+        idx = np.arange(E)
+        finite = best < INF
+        finite[idx, idx] = False
+        self.unsure = np.zeros((E, E), dtype=bool)
+        if conflict is not None:
+            lbc = conflict_w.reshape(E, E, K * K).min(axis=2)
+            self.unsure = finite & (lbc <= best)
+            # a detour around the dropped nodes might also win where no clean candidate exists
+            self.unsure |= (~finite) & (lbc < INF)
+            self.unsure[idx, idx] = False
+        self.need = need
+        self.admitted = np.zeros((E, E), dtype=bool)
+        self._resolve(finite)
+
+    # -- per-pair path of the vectorised winner ------------------------------------------
+    def path_idx(self, s: int, d: int) -> List[int]:
+        """Global-name-rank path (cores as core positions mapped to names later)."""
+        k = int(self.arg[s, d])
+        return self._cand_path(s, d, k)
+
+    def _cand_path(self, s, d, k) -> List[str]:
+        t = self.ed.t
+        names = t["names"]
+        if k == self.K * self.K:
+            return [names[s], names[d]]
+        i, j = divmod(k, self.K)
+        a, b = int(t["A"][s, i]), int(t["A"][d, j])
+        cores = self.eng.cores
+        return [names[s]] + [cores[c] for c in self.sol.core_path(a, b)] + [names[d]]
+
+    def _resolve(self, finite):
+        eng, variant, sol, ed = self.eng, self.variant, self.sol, self.ed
+        E, K = self.E, self.K
+        t = ed.t
+        need = self.need & finite & ~self.unsure
+        # ties between candidates: settle by node sequence, as the reference does
+        for s, d in zip(*np.nonzero(need & self.ties)):
+            cands = np.nonzero(self.flat[s, d] == self.w[s, d])[0]
+            paths = [(tuple(eng.net.index[n] for n in self._cand_path(s, d, int(k))), int(k)) for k in cands]
+            self.arg[s, d] = min(paths)[1]
+        # metrics of the winner, vectorised
+        arg = self.arg
+        is_dir = arg == K * K
+        i, j = np.divmod(np.where(is_dir, 0, arg), K)
+        S = np.arange(E)[:, None].repeat(E, 1)
+        Dd = np.arange(E)[None, :].repeat(E, 0)
+        a = np.where(t["A"] >= 0, t["A"], 0)[S, i]
+        b = np.where(t["A"] >= 0, t["A"], 0)[Dd, j]
+        mo, mi, dr = t["out"], t["in"], t["direct"]
+
+        def pick(name):
+            if name == "hops":
+                via = 2 + sol.P["hops"][a, b]
+                return np.where(is_dir, 1, via)
+            if name == "losslog":
+                via = mo["losslog"][S, i] + sol.P["losslog"][a, b] + mi["losslog"][Dd, j]
+                return np.where(is_dir, dr["losslog"], via)
+            via = mo[name][S, i] + sol.P[name][a, b] + mi[name][Dd, j]
+            return np.where(is_dir, dr[name], via)
+        ok = np.ones((E, E), dtype=bool)
+        lat = pick("lat")
+        if variant.max_latency_ms is not None:
+            ok &= lat <= variant.max_latency_ms + P.BOUND_EPS
+        if variant.max_jitter_ms is not None:
+            ok &= pick("jit") <= variant.max_jitter_ms + P.BOUND_EPS
+        if variant.max_loss is not None:
+            ok &= -np.expm1(-pick("losslog")) <= variant.max_loss + P.BOUND_EPS
+        if variant.max_hops is not None:
+            ok &= pick("hops") <= variant.max_hops
+        self.admitted = need & ok
+        # broken bounds: prove infeasible by lower bounds, else ask the exact search
+        broken = need & ~ok
+        if broken.any():
+            lbs = {}
+            for metric, bound in variant.bounds().items():
+                lbs[metric] = self._lower_bound(metric)
+            for s, d in zip(*np.nonzero(broken)):
+                s, d = int(s), int(d)
+                proven = False
+                for metric, bound in variant.bounds().items():
+                    lb = lbs[metric][s, d]
+                    if metric == "loss":
+                        lb = -math.expm1(-lb)
+                    if metric == "hops" and lb > bound:
+                        proven = True
+                    elif metric != "hops" and lb > bound + P.LB_EPS:
+                        proven = True
+                if proven:
+                    path = self._cand_path(s, d, int(self.arg[s, d]))
+                    m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
+                    self.explicit[(s, d)] = None
+                    self.why[(s, d)] = "best path: %s" % "; ".join(violations(m, variant))
+                else:
+                    self._slow(s, d)
+        for s, d in zip(*np.nonzero(self.need & self.unsure)):
+            self._slow(int(s), int(d))
+
+    def _lower_bound(self, metric):
+        """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
+        sol, ed = self.sol, self.ed
+        t = ed.t
+        Ac = np.where(t["A"] >= 0, t["A"], 0)
+        core = sol.lower_bound(self.eng, metric)[Ac[:, None, :, None], Ac[None, :, None, :]]
+        key = {"latency": "lat", "jitter": "jit", "loss": "losslog"}.get(metric)
+        if metric == "hops":
+            ao = np.where(ed.out_ok, 1.0, FINF)
+            ai = np.where(ed.in_ok, 1.0, FINF)
+            dd = np.where(ed.direct_ok & (self.ed.Wd < INF), 1.0, FINF)
+        else:
+            ao = np.where(ed.out_ok, t["out"][key], FINF)
+            ai = np.where(ed.in_ok, t["in"][key], FINF)
+            dd = np.where(ed.direct_ok, t["direct"][key], FINF)
+        E, K = ao.shape
+        lb = (ao[:, None, :, None] + core + ai[None, :, None, :]).reshape(E, E, K * K).min(axis=2)
+        return np.minimum(lb, dd)
+
+    def _slow(self, s, d):
+        t = self.ed.t
+        src, dst = t["names"][s], t["names"][d]
+        drop_nodes, drop_links = self.drops_fn(s, d) if self.drops_fn else ((), ())
+        choice, why = self.eng.ref.exact_best(self.tenant, self.variant, src, dst, drop_nodes, drop_links,
+                                              cap=self.eng.net.inventory.pce.max_candidates)
+        self.slow += 1
+        self.explicit[(s, d)] = choice.path if choice else None
+        if choice is None:
+            self.why[(s, d)] = why
+        else:
+            self.admitted[s, d] = True
+
+    # -- the scalar interface (what pce.choose_chain / diagnose expect) -------------------
+    def get(self, s: int, d: int) -> Tuple[Optional[Choice], str]:
+        if (s, d) in self.explicit:
+            path = self.explicit[(s, d)]
+            if path is None:
+                return None, self.why.get((s, d), "no path")
+        elif self.w[s, d] >= INF:
+            return None, "no path"
+        elif not self.admitted[s, d]:
+            raise AssertionError("pair %d,%d was not resolved" % (s, d))
+        else:
+            path = self._cand_path(s, d, int(self.arg[s, d]))
+        arcs = self.eng.net.arcs_for(self.tenant)
+        return Choice(self.variant, list(path), path_metrics(arcs, path, self.variant)), ""
+
+    def weight_key(self, s, d):
+        """(weight, name ranks) of the pair's admitted choice, without building metrics."""
+        if (s, d) in self.explicit:
+            path = self.explicit[(s, d)]
+            arcs = self.eng.net.arcs_for(self.tenant)
+            w = path_metrics(arcs, path, self.variant).weight
+        else:
+            path = self._cand_path(s, d, int(self.arg[s, d]))
+            w = int(self.w[s, d])
+        return (w, tuple(self.eng.net.index[n] for n in path))
+
+
+def _bits(idx, words):
+    out = np.zeros(idx.shape + (words,), dtype=np.uint64)
+    w = idx // 64
+    b = (np.uint64(1) << (idx % 64).astype(np.uint64))
+    it = np.nditer(idx, flags=["multi_index"])
+    for _item in it:
+        mi = it.multi_index
+        out[mi + (int(w[mi]),)] |= b[mi]
+    return out
+
+
+class FastEngine:
+    """Vectorised engine; ``compute`` for everything, ``update`` after new measurements."""
+
+    def __init__(self, net: Network):
+        if np is None:
+            raise RuntimeError("galactic.npms fast path engine needs numpy: pip install numpy")
+        self.net = net
+        self.ref = ReferenceEngine(net)
+        self.cores = list(net.cores)
+        self.C = len(self.cores)
+        self.cpos = {c: i for i, c in enumerate(self.cores)}
+        self._drops: Dict[Tuple[str, str, str], Any] = {}
+        self._last_args = (None, None, None)
+        self._build_core()
+
+    # -- arrays -------------------------------------------------------------------------
+    def _build_core(self):
+        C = self.C
+        m = {k: np.full((C, C), FINF) for k in ("lat", "lat95", "jit", "loss", "bw", "cost")}
+        m["exists"] = np.zeros((C, C), dtype=bool)
+        self._via = {}
+        for (u, v), arc in self.net.core_arcs.items():
+            i, j = self.cpos[u], self.cpos[v]
+            m["lat"][i, j] = arc.latency_ms
+            m["lat95"][i, j] = arc.latency_p95_ms
+            m["jit"][i, j] = arc.jitter_ms
+            m["loss"][i, j] = arc.loss
+            m["bw"][i, j] = arc.bandwidth_mbps
+            m["cost"][i, j] = arc.cost
+            m["exists"][i, j] = True
+            if arc.via:
+                self._via[(i, j)] = set(arc.via)
+        for k in ("loss",):
+            m[k] = np.where(m["exists"], m[k], 1.0)
+        for k in ("bw",):
+            m[k] = np.where(m["exists"], m[k], 0.0)
+        self.core = m
+        self.core_losslog = -np.log1p(-np.minimum(m["loss"], 1.0 - 1e-15))
+        self._solutions: Dict[Any, _CoreSolution] = {}
+        self._tenants: Dict[str, dict] = {}
+        self._edges: Dict[Any, _Edges] = {}
+
+    def via_mask(self, countries):
+        out = np.zeros((self.C, self.C), dtype=bool)
+        for (i, j), via in self._via.items():
+            if via & set(countries):
+                out[i, j] = True
+        return out
+
+    def core_additive(self, metric):
+        m = self.core
+        if metric == "latency":
+            return m["lat"]
+        if metric == "jitter":
+            return m["jit"]
+        return self.core_losslog
+
+    def solution(self, variant: Variant) -> _CoreSolution:
+        key = variant.prune_key
+        sol = self._solutions.get(key)
+        if sol is None:
+            sol = self._solutions[key] = _CoreSolution(self, variant)
+        return sol
+
+    def tenant_struct(self, tenant: str) -> dict:
+        t = self._tenants.get(tenant)
+        if t is not None:
+            return t
+        arcs = self.net.arcs_for(tenant)
+        names = sorted(self.net.inventory.tenants[tenant].edges)
+        epos = {n: i for i, n in enumerate(names)}
+        E = len(names)
+        ups = [sorted({v for (u, v), a in arcs.items() if u == n and a.kind == "access"}) for n in names]
+        K = max([len(x) for x in ups] + [1])
+        A = np.full((E, K), -1, dtype=np.int64)
+        for i, row in enumerate(ups):
+            A[i, :len(row)] = [self.cpos[c] for c in row]
+
+        def side(direction):
+            mt = {k: np.full((E, K), FINF) for k in ("lat", "lat95", "jit", "loss", "bw", "cost")}
+            mt["exists"] = np.zeros((E, K), dtype=bool)
+            via = [[() for _k in range(K)] for _e in range(E)]
+            for i, row in enumerate(ups):
+                for k, c in enumerate(row):
+                    arc = arcs[(names[i], c)] if direction == "out" else arcs[(c, names[i])]
+                    mt["lat"][i, k] = arc.latency_ms
+                    mt["lat95"][i, k] = arc.latency_p95_ms
+                    mt["jit"][i, k] = arc.jitter_ms
+                    mt["loss"][i, k] = arc.loss
+                    mt["bw"][i, k] = arc.bandwidth_mbps
+                    mt["cost"][i, k] = arc.cost
+                    mt["exists"][i, k] = True
+                    via[i][k] = arc.via
+            mt["loss"] = np.where(mt["exists"], mt["loss"], 1.0)
+            mt["bw"] = np.where(mt["exists"], mt["bw"], 0.0)
+            mt["losslog"] = -np.log1p(-np.minimum(mt["loss"], 1.0 - 1e-15))
+            mt["via"] = via
+            return mt
+
+        d = {k: np.full((E, E), FINF) for k in ("lat", "lat95", "jit", "loss", "bw", "cost")}
+        d["exists"] = np.zeros((E, E), dtype=bool)
+        dvia = {}
+        for (u, v), arc in arcs.items():
+            if arc.kind == "direct" and u in epos and v in epos:
+                i, j = epos[u], epos[v]
+                d["lat"][i, j] = arc.latency_ms
+                d["lat95"][i, j] = arc.latency_p95_ms
+                d["jit"][i, j] = arc.jitter_ms
+                d["loss"][i, j] = arc.loss
+                d["bw"][i, j] = arc.bandwidth_mbps
+                d["cost"][i, j] = arc.cost
+                d["exists"][i, j] = True
+                if arc.via:
+                    dvia[(i, j)] = set(arc.via)
+        d["loss"] = np.where(d["exists"], d["loss"], 1.0)
+        d["bw"] = np.where(d["exists"], d["bw"], 0.0)
+        d["losslog"] = -np.log1p(-np.minimum(d["loss"], 1.0 - 1e-15))
+
+        direct_via = dvia
+
+        def via_excl(countries):
+            out = np.zeros((E, E), dtype=bool)
+            for (i, j), via in direct_via.items():
+                out[i, j] = bool(via & set(countries))
+            return out
+        d["via_excl"] = via_excl
+        t = {"names": names, "pos": epos, "A": A, "out": side("out"), "in": side("in"), "direct": d}
+        self._tenants[tenant] = t
+        return t
+
+    def edges(self, tenant, variant) -> _Edges:
+        key = (tenant, variant.prune_key)
+        ed = self._edges.get(key)
+        if ed is None:
+            ed = self._edges[key] = _Edges(self, tenant, variant, self.solution(variant))
+        return ed
+
+    # -- compute ------------------------------------------------------------------------
+    def compute(self, tenants=None, traffic_classes=None, current=None) -> PathSet:
+        self._last_args = (tenants, traffic_classes, current)
+        inv = self.net.inventory
+        current = normalise_current(current)
+        blocks = []
+        stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0}
+        for tname in sorted(tenants or inv.tenants):
+            tenant = inv.tenants[tname]
+            for tc in sorted(tenant.traffic_classes, key=lambda c: c.name):
+                if traffic_classes and tc.name not in traffic_classes:
+                    continue
+                blk = _Block(self, tname, tc, current, stats)
+                blocks.append(blk)
+        return _LazyPathSet(blocks, stats)
+
+    def update(self, measurements: Iterable[Any]) -> PathSet:
+        """Apply new window aggregates and recompute.
+
+        Core solutions whose pruning key saw no change are kept; everything downstream of
+        the core is cheap enough to redo in full, which keeps the two paths identical.
+        """
+        changed = self.net.apply_measurements(measurements)
+        self.ref = ReferenceEngine(self.net)  # its graphs hold the old metrics
+        core_changed = [uv for uv in changed if uv in self.net.core_arcs]
+        if core_changed:
+            old = self.core
+            self._build_core_incremental(core_changed, old)
+        else:
+            self._tenants.clear()
+            self._edges.clear()
+        return self.compute(*self._last_args)
+
+    def _build_core_incremental(self, changed, old):
+        # rebuild matrices (cheap) but keep nothing that depends on them
+        self._build_core()
+
+
+class _Block:
+    """All pairs of one tenant and traffic class: choices, hysteresis, backups."""
+
+    def __init__(self, eng: FastEngine, tname: str, tc, current, stats):
+        self.eng, self.tname, self.tc = eng, tname, tc
+        t = eng.tenant_struct(tname)
+        self.names = t["names"]
+        E = len(self.names)
+        self.E = E
+        self.current = current
+        self.stats = stats
+        idx = np.arange(E)
+        open_ = np.ones((E, E), dtype=bool)
+        open_[idx, idx] = False
+        self.level = np.full((E, E), -1, dtype=np.int64)  # index into the profile chain
+        self.vi = np.full((E, E), -1, dtype=np.int64)  # variant index within the level
+        self.direct = np.zeros((E, E), dtype=bool)  # chosen by the direct-path rule
+        self.failures: Dict[Tuple[int, int], List[str]] = {}
+        self.chain = profile_chain(eng.net.inventory, tc)
+        self.variants = [variants_for(p, tc, lvl) for p, lvl in self.chain]
+        self.best: Dict[Any, _Best] = {}
+        for li, (profile, lvl) in enumerate(self.chain):
+            if not open_.any():
+                break
+            vs = self.variants[li]
+            for vi, v in enumerate(vs):  # the direct path first, any variant, in order
+                ok = open_ & self._direct_admitted(eng.edges(tname, v), v)
+                self.level[ok] = li
+                self.vi[ok] = vi
+                self.direct |= ok
+                open_ &= ~ok
+            bests = []
+            for vi, v in enumerate(vs):
+                b = _Best(eng, tname, v, eng.solution(v), eng.edges(tname, v), open_.copy())
+                self.best[("chain", li, vi)] = b
+                bests.append(b)
+            found = np.zeros((E, E), dtype=bool)
+            for b in bests:
+                found |= open_ & b.admitted
+            pick1 = np.zeros((E, E), dtype=bool)
+            if len(bests) > 1:  # lossless_fec: the better of no-FEC and FEC, ties to no FEC
+                both = open_ & bests[0].admitted & bests[1].admitted
+                for s, d in zip(*np.nonzero(both)):
+                    if bests[1].weight_key(int(s), int(d)) < bests[0].weight_key(int(s), int(d)):
+                        pick1[s, d] = True
+                pick1 |= open_ & bests[1].admitted & ~bests[0].admitted
+            self.level[found] = li
+            self.vi[found] = np.where(pick1[found], 1, 0)
+            failed = open_ & ~found
+            if lvl != BEST_EFFORT and failed.any():
+                self._explain_failures(profile, vs, bests, failed)
+            open_ &= ~found
+        self.primary: Dict[Tuple[int, int], Choice] = {}
+        self.kept: Dict[Tuple[int, int], Tuple[bool, str]] = {}
+        if current:
+            self._hysteresis()
+        self.backup: Dict[Tuple[int, int], _Best] = {}
+        if eng.net.inventory.pce.backup != "none":
+            self._backups()
+        for b in self.best.values():
+            stats["slow_pairs"] += b.slow
+        stats["pairs"] += E * (E - 1)
+
+    def _explain_failures(self, profile, vs, bests, failed):
+        """The reference's words for why a level failed (pce.choose_chain / diagnose)."""
+        E = self.E
+        todo = []
+        for s, d in zip(*np.nonzero(failed)):
+            s, d = int(s), int(d)
+            why = ""
+            for b in bests:
+                choice, w = b.get(s, d)
+                if choice is None and not why:
+                    why = w
+            todo.append((s, d, why))
+        diag = np.zeros((E, E), dtype=bool)
+        for s, d, why in todo:
+            if why in ("", "no path"):
+                diag[s, d] = True
+        if diag.any():  # what diagnose() will ask, computed for all those pairs at once
+            loose = P._unbounded(vs[0], keep_bandwidth=True)
+            self._diag_best(loose, diag)
+            if vs[0].min_bandwidth_mbps > 0:
+                self._diag_best(P._unbounded(vs[0]), diag)
+        for s, d, why in todo:
+            if why in ("", "no path"):
+                why = diagnose(vs[0], lambda var, s=s, d=d: self._diag_best(var, _one(E, s, d)).get(s, d))
+            self.failures.setdefault((s, d), []).append("no path meets %s (%s)" % (profile.name, why))
+
+    def _diag_best(self, variant, need) -> _Best:
+        key = ("diag", variant)
+        b = self.best.get(key)
+        if b is not None and not (need & ~b.need).any():
+            return b
+        if b is not None:
+            need = need | b.need
+        b = _Best(self.eng, self.tname, variant, self.eng.solution(variant),
+                  self.eng.edges(self.tname, variant), need)
+        self.best[key] = b
+        return b
+
+    def _direct_admitted(self, ed: _Edges, v: Variant):
+        d = ed.t["direct"]
+        ok = ed.direct_ok.copy()
+        if v.max_latency_ms is not None:
+            ok &= d["lat"] <= v.max_latency_ms + P.BOUND_EPS
+        if v.max_jitter_ms is not None:
+            ok &= d["jit"] <= v.max_jitter_ms + P.BOUND_EPS
+        if v.max_loss is not None:
+            ok &= d["loss"] <= v.max_loss + P.BOUND_EPS
+        if v.max_hops is not None and v.max_hops < 1:
+            ok[:] = False
+        return ok
+
+    # -- choices ------------------------------------------------------------------------
+    def choice(self, s, d) -> Optional[Choice]:
+        """The chosen path before hysteresis (None: unreachable)."""
+        li = int(self.level[s, d])
+        if li < 0:
+            return None
+        variant = self.variants[li][int(self.vi[s, d])]
+        if self.direct[s, d]:
+            path = [self.names[s], self.names[d]]
+            return Choice(variant, path, path_metrics(self.eng.net.arcs_for(self.tname), path, variant))
+        choice, _why = self.best[("chain", li, int(self.vi[s, d]))].get(s, d)
+        return choice
+
+    def final(self, s, d) -> Optional[Choice]:
+        """The chosen path after hysteresis."""
+        if (s, d) in self.primary:
+            return self.primary[(s, d)]
+        return self.choice(s, d)
+
+    def _hysteresis(self):
+        net = self.eng.net
+        arcs = net.arcs_for(self.tname)
+        settings = net.inventory.pce
+        for s in range(self.E):
+            for d in range(self.E):
+                if s == d:
+                    continue
+                cur = self.current.get((self.tname, self.tc.name, self.names[s], self.names[d]))
+                if not cur or self.level[s, d] < 0:
+                    continue
+                ch = self.choice(s, d)
+                ch2, kept, note = P.hysteresis(net, arcs, settings, ch, cur, self.names[s], self.names[d])
+                self.primary[(s, d)] = ch2
+                self.kept[(s, d)] = (kept, note)
+
+    def _primary_names(self, s, d) -> List[str]:
+        ch = self.final(s, d)
+        return ch.path if ch else []
+
+    # -- backups (node-disjoint, vectorised per variant) ----------------------------------
+    def _drops(self, s, d):
+        path = self._primary_names(s, d)
+        links = set()
+        for u, v in zip(path, path[1:]):
+            links.add((u, v))
+            links.add((v, u))
+        return set(path[1:-1]), links
+
+    def _backups(self):
+        eng = self.eng
+        E = self.E
+        settings = eng.net.inventory.pce
+        if settings.backup != "node":
+            return  # link-disjoint backups go pair by pair through the exact search
+        words = (eng.C + 63) // 64
+        for li in range(len(self.chain)):
+            for vi, variant in enumerate(self.variants[li]):
+                group = (self.level == li) & (self.vi == vi)
+                if not group.any():
+                    continue
+                masks = np.zeros((E, E, words), dtype=np.uint64)
+                is_direct = np.zeros((E, E), dtype=bool)
+                b = self.best.get(("chain", li, vi))
+                sol = eng.solution(variant)
+                A = np.where(self.eng.tenant_struct(self.tname)["A"] >= 0,
+                             self.eng.tenant_struct(self.tname)["A"], 0)
+                K = A.shape[1]
+                simple = group & ~self.direct
+                for key in list(self.primary) + (list(b.explicit) if b is not None else []):
+                    simple[key] = False
+                if b is not None and simple.any():
+                    S, D = np.nonzero(simple)
+                    arg = b.arg[S, D]
+                    comb = arg < K * K
+                    i, j = np.divmod(np.where(comb, arg, 0), K)
+                    m = sol.mask[A[S, i], A[D, j]]
+                    masks[S[comb], D[comb]] = m[comb]
+                    is_direct[S[~comb], D[~comb]] = True
+                is_direct |= group & self.direct & ~_keys_mask(E, self.primary)
+                for (s, d) in [k for k in list(self.primary) + (list(b.explicit) if b else [])
+                               if group[k]]:
+                    path = self._primary_names(s, d)
+                    if len(path) == 2:
+                        is_direct[s, d] = True
+                        masks[s, d] = 0
+                        continue
+                    masks[s, d] = 0
+                    for n in path[1:-1]:
+                        c = eng.cpos[n]
+                        masks[s, d, c // 64] |= np.uint64(1) << np.uint64(c % 64)
+                    is_direct[s, d] = False
+                bk = _Best(eng, self.tname, variant, sol, eng.edges(self.tname, variant), group.copy(),
+                           masks, is_direct, self._drops)
+                self.best[("backup", li, vi)] = bk
+                todo = group & ~bk.admitted
+                for s, d in zip(*np.nonzero(group & bk.admitted)):
+                    self.backup[(int(s), int(d))] = bk
+                if variant.level != BEST_EFFORT and todo.any():
+                    loose = P._unbounded(variant)
+                    lb = _Best(eng, self.tname, loose, eng.solution(loose), eng.edges(self.tname, loose),
+                               todo, masks, is_direct, self._drops)
+                    self.best[("backup-loose", li, vi)] = lb
+                    for s, d in zip(*np.nonzero(todo & lb.admitted)):
+                        self.backup[(int(s), int(d))] = lb
+
+    # -- materialise --------------------------------------------------------------------
+    def results(self):
+        net = self.eng.net
+        settings = net.inventory.pce
+        E = self.E
+        for s in range(E):
+            for d in range(E):
+                if s == d:
+                    continue
+                src, dst = self.names[s], self.names[d]
+                cur = self.current.get((self.tname, self.tc.name, src, dst))
+                failures = self.failures.get((s, d), [])
+                choice = self.final(s, d)
+                if choice is None:
+                    yield make_result(net, self.tname, self.tc.name, src, dst, None, UNREACHABLE, failures,
+                                      False, "", None, cur)
+                    continue
+                kept, note = self.kept.get((s, d), (False, ""))
+                if settings.backup == "node":
+                    b = self.backup.get((s, d))
+                    bk = b.get(s, d)[0] if b is not None else None
+                else:
+                    bk = self.eng.ref.backup(self.tname, choice, src, dst, settings.max_candidates,
+                                             settings.backup)
+                yield make_result(net, self.tname, self.tc.name, src, dst, choice,
+                                  self.chain[int(self.level[s, d])][1], failures, kept, note, bk, cur)
+
+
+def _keys_mask(E, keys):
+    out = np.zeros((E, E), dtype=bool)
+    for k in keys:
+        out[k] = True
+    return out
+
+
+def _direct_drop_if_used(E, s, d, used):
+    out = np.zeros((E, E), dtype=bool)
+    out[s, d] = used
+    return out
+
+
+def _one(E, s, d):
+    out = np.zeros((E, E), dtype=bool)
+    out[s, d] = True
+    return out
+
+
+class _LazyPathSet(PathSet):
+    """A PathSet whose results are built on first use (compute keeps only choices)."""
+
+    def __init__(self, blocks, stats):
+        self._blocks = blocks
+        self._results = None
+        self.stats = stats
+
+    @property
+    def results(self):
+        if self._results is None:
+            out = []
+            for b in self._blocks:
+                out.extend(b.results())
+            self._results = sorted(out, key=lambda r: r.key)
+        return self._results
+
+    @results.setter
+    def results(self, value):
+        self._results = value
