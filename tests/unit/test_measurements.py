@@ -198,3 +198,10 @@ def test_measurement_error_is_a_value_error():
     # callers that catch ValueError (the CLI's input errors) catch bad measurements too
     with pytest.raises(ValueError):
         parse_measurements([dict(GOOD, loss_pct=-5)])
+
+
+@pytest.mark.xfail(strict=True, reason="parse_measurement passes Measurement objects through unchecked")
+def test_measurement_objects_are_validated_too():
+    with pytest.raises(MeasurementError) as exc:
+        parse_measurements([Measurement("c1", "c2", latency_ms=-5.0, loss_pct=250.0)])
+    assert "measurement #0" in str(exc.value) and "loss_pct" in str(exc.value)

@@ -1054,6 +1054,10 @@ def compute_paths(inventory: Inventory, measurements: Iterable[Any] = (), curren
     for t in tenants or ():
         if t not in inventory.tenants:
             raise ValueError("unknown tenant %r (known: %s)" % (t, ", ".join(sorted(inventory.tenants))))
+    known = {tc.name for t in (tenants or inventory.tenants) for tc in inventory.tenants[t].traffic_classes}
+    for c in traffic_classes or ():
+        if c not in known:
+            raise ValueError("unknown traffic class %r (known: %s)" % (c, ", ".join(sorted(known))))
     net = Network(inventory, measurements)
     if engine == "reference":
         return ReferenceEngine(net).compute(tenants, traffic_classes, current)
