@@ -25,6 +25,7 @@ Then: the fast engine gives exactly the reference engine's ``to_list()``.
 that many candidates (a documented cap); the brute force has no cap.
 """
 
+import dataclasses
 import math
 import os
 import random
@@ -328,10 +329,6 @@ def check_constraints(net, r, tc):
         assert loss <= EPS
 
 
-def primary(metrics, mode):
-    return metrics.primary_value(mode)
-
-
 # --------------------------------------------------------------------------------------
 # Properties
 # --------------------------------------------------------------------------------------
@@ -364,15 +361,13 @@ def test_reference_engine_properties(case):
             assert r.path == cur and not r.changed
             kept_m = path_metrics(net.arcs_for(r.tenant), cur, variant)
             assert not violations(kept_m, variant)
-            old, new = primary(kept_m, variant.mode), primary(best_m, variant.mode)
+            old, new = kept_m.primary_value(variant.mode), best_m.primary_value(variant.mode)
             margin = max(abs(old) * inv.pce.hysteresis_pct / 100.0, inv.pce.hysteresis_min)
             assert old - new <= margin + 1e-6, where
-            chosen = variant
         else:
             # (b) no better admitted path: the brute force finds the same one
             assert r.path == best_path, "%s: engine %s, brute force %s (%s)" % (where, r.path, best_path, r.reason)
             assert r.fec == variant.fec
-            chosen = variant
             assert r.changed == (cur is not None and cur != r.path)
         # (d) the backup avoids the primary's transit nodes and links, and is the best such
         links = set(zip(r.path, r.path[1:])) | set(zip(r.path[1:], r.path))
@@ -382,10 +377,19 @@ def test_reference_engine_properties(case):
                 assert not set(r.path[1:-1]) & set(r.backup_path[1:-1]), "%s: backup shares a node" % where
             assert r.backup_path[0] == r.src and r.backup_path[-1] == r.dst
             assert all(inv.nodes[n].role == "core" for n in r.backup_path[1:-1])
-        assert r.backup_path == brute.backup(r.tenant, chosen, r.path, r.src, r.dst, inv.pce.backup), where
-    # (e) determinism
+        assert r.backup_path == brute.backup(r.tenant, variant, r.path, r.src, r.dst, inv.pce.backup), where
+    # (e) determinism: the same answer again, and with links and measurements listed in
+    # another order (ties are broken by names, never by input order)
     again = compute_paths(inv, measurements, current=current, engine="reference")
     assert again.to_list() == paths.to_list()
+    rnd = random.Random(seed)
+    links = list(inv.links)
+    rnd.shuffle(links)
+    shuffled = list(measurements)
+    rnd.shuffle(shuffled)
+    other = compute_paths(dataclasses.replace(inv, links=tuple(links)), shuffled, current=current,
+                          engine="reference")
+    assert other.to_list() == paths.to_list()
 
 
 @PROPERTY_SETTINGS
