@@ -135,16 +135,7 @@ def get_current(current, basedirs=()):
         return None
     if isinstance(current, str):
         current = _read_data_file(resolve_path(current, basedirs))
-    current = plain(current)
-    if isinstance(current, Mapping) and "paths" in current:
-        current = current["paths"]
-    if not isinstance(current, list) or not all(isinstance(c, Mapping) for c in current):
-        raise PathsError("current: expected the list of path results of a previous run")
-    for i, item in enumerate(current):
-        missing = [k for k in ("tenant", "traffic_class", "src", "dst", "path") if k not in item]
-        if missing:
-            raise PathsError("current: item #%d: missing %s" % (i, ", ".join(missing)))
-    return current
+    return plain(current)  # its shape is checked by pce.normalise_current
 
 
 def compute(inventory, measurements=None, tenants=None, traffic_classes=None, current=None,

@@ -22,9 +22,8 @@ import pytest
 
 from npms.pce import Network, ReferenceEngine, compute_paths
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-LAB = os.path.join(ROOT, "inventory", "lab")
+from npms_testlib import LAB, ROOT
+
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
 
 import synth  # noqa: E402  (tests/bench/synth.py)

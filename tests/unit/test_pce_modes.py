@@ -941,7 +941,8 @@ def test_good_measurements_of_every_kind_are_accepted(engine):
 
 def test_unknown_traffic_class_is_rejected_with_the_known_ones_named():
     from npms.inventory import load_inventory
-    inv = load_inventory("inventory/lab")
+    from npms_testlib import LAB
+    inv = load_inventory(LAB)
     with pytest.raises(ValueError, match=r"unknown traffic class 'nope' \(known: af11, af41, be, ef\)"):
         compute_paths(inv, traffic_classes=["nope"])
 

@@ -214,8 +214,6 @@ def compute(inventory_path: str, measurements_path: Optional[str] = None, curren
     inv = load_inventory(inventory_path)
     measurements = load_measurements(measurements_path)
     current = read_data_file(current_path) if current_path else None
-    if isinstance(current, dict) and "paths" in current:
-        current = current["paths"]
     from .pce import compute_paths
 
     try:

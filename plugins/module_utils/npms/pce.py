@@ -627,17 +627,28 @@ def sid_list(inventory: Inventory, tenant: str, path: Sequence[str]) -> List[str
     return sids
 
 
+CURRENT_KEYS = ("tenant", "traffic_class", "src", "dst", "path")
+
+
 def normalise_current(current: Any) -> Dict[Tuple[str, str, str, str], List[str]]:
-    """Accept a previous PathSet, its to_list(), or {(t, c, s, d): path}."""
+    """Accept a previous PathSet, its to_list() (bare or as ``{"paths": [...]}``), or
+    {(t, c, s, d): path}; a malformed list is a ValueError naming the item."""
     if not current:
         return {}
     if isinstance(current, PathSet):
         return {r.key: list(r.path) for r in current.results if r.path}
+    if isinstance(current, Mapping) and "paths" in current:
+        current = current["paths"]
     if isinstance(current, Mapping):
         return {tuple(k): list(v) for k, v in current.items()}
+    if not isinstance(current, list) or not all(isinstance(c, Mapping) for c in current):
+        raise ValueError("current: expected the list of path results of a previous run")
     out = {}
-    for item in current:
-        if item.get("path"):
+    for i, item in enumerate(current):
+        missing = [k for k in CURRENT_KEYS if k not in item]
+        if missing:
+            raise ValueError("current: item #%d: missing %s" % (i, ", ".join(missing)))
+        if item["path"]:
             out[(item["tenant"], item["traffic_class"], item["src"], item["dst"])] = list(item["path"])
     return out
 
@@ -1038,6 +1049,12 @@ def make_result(net, tname, cname, src, dst, choice, verdict, failures, kept, no
 # Public entry point
 # --------------------------------------------------------------------------------------
 
+def _require_known(kind: str, given: Optional[List[str]], known) -> None:
+    for name in given or ():
+        if name not in known:
+            raise ValueError("unknown %s %r (known: %s)" % (kind, name, ", ".join(sorted(known))))
+
+
 def compute_paths(inventory: Inventory, measurements: Iterable[Any] = (), current: Any = None,
                   tenants: Optional[Iterable[str]] = None,
                   traffic_classes: Optional[Iterable[str]] = None,
@@ -1051,13 +1068,9 @@ def compute_paths(inventory: Inventory, measurements: Iterable[Any] = (), curren
     """
     tenants = list(tenants) if tenants else None
     traffic_classes = list(traffic_classes) if traffic_classes else None
-    for t in tenants or ():
-        if t not in inventory.tenants:
-            raise ValueError("unknown tenant %r (known: %s)" % (t, ", ".join(sorted(inventory.tenants))))
-    known = {tc.name for t in (tenants or inventory.tenants) for tc in inventory.tenants[t].traffic_classes}
-    for c in traffic_classes or ():
-        if c not in known:
-            raise ValueError("unknown traffic class %r (known: %s)" % (c, ", ".join(sorted(known))))
+    _require_known("tenant", tenants, inventory.tenants)
+    _require_known("traffic class", traffic_classes,
+                   {tc.name for t in (tenants or inventory.tenants) for tc in inventory.tenants[t].traffic_classes})
     net = Network(inventory, measurements)
     if engine == "reference":
         return ReferenceEngine(net).compute(tenants, traffic_classes, current)
