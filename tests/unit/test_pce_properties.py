@@ -21,8 +21,8 @@ measurements and a previous result for hysteresis.  For every result:
 
 Then: the fast engine gives exactly the reference engine's ``to_list()``.
 
-``max_candidates`` is set high: the reference engine's k-shortest enumeration stops after
-that many candidates (a documented cap); the brute force has no cap.
+``max_candidates`` is set high: the search for a path within the bounds gives up after
+expanding that many partial paths (a documented limit); the brute force has no limit.
 """
 
 import dataclasses
@@ -395,8 +395,8 @@ def test_reference_engine_properties(case):
 @PROPERTY_SETTINGS
 @given(scenario(caps=(EXACT, 256, 4, 1)))
 def test_fast_engine_equals_reference_engine(case):
-    """Also with small ``max_candidates``: the cap decides verdicts and reasons, and the
-    fast engine must cap exactly where the reference engine does."""
+    """Also with small ``max_candidates``: the search limit decides verdicts and reasons,
+    and the fast engine must give up exactly where the reference engine does."""
     inv, measurements, seed = case
     current = random_current(inv, seed) if seed % 2 == 0 else None
     ref = compute_paths(inv, measurements, current=current, engine="reference").to_list()

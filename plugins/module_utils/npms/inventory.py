@@ -1458,7 +1458,7 @@ def _build_pce(top: _Scope, sink: List[Problem]) -> PceSettings:
     return PceSettings(
         hysteresis_pct=_default(sc.number("hysteresis_pct", lo=0, hi=100), d.hysteresis_pct),
         hysteresis_min=_default(sc.number("hysteresis_min"), d.hysteresis_min),
-        max_candidates=_default(sc.integer("max_candidates", lo=1, hi=100000), d.max_candidates),
+        max_candidates=_default(sc.integer("max_candidates", lo=1, hi=10000000), d.max_candidates),
         backup=_default(sc.text("backup", choices=BACKUP_MODES), d.backup),
     )
 

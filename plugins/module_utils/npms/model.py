@@ -171,7 +171,7 @@ class PceSettings:
 
     hysteresis_pct: float = 10.0  # a candidate must beat the current path by this much ...
     hysteresis_min: float = 1.0  # ... and by at least this much in the objective's unit
-    max_candidates: int = 256  # k-shortest enumeration cap when bounds prune the best path
+    max_candidates: int = 100000  # partial paths the bounded (constrained) search may expand per pair
     backup: str = "node"  # node | link | none: disjointness of the backup path
 
 

@@ -40,7 +40,9 @@ smallest sequence of node names.
 
 Admission: the path's latency (p50), jitter, loss, hop count must be within the profile's
 bounds.  If the direct edge-to-edge path is allowed and admitted, it is chosen; otherwise
-the best admitted path through the core.  ``lossless_fec`` considers the path without FEC
+the best admitted path through the core.  When the least-weight path breaks a bound, the
+best path within the bounds is searched for exactly (``constrained_best``); the search
+gives up after ``PceSettings.max_candidates`` partial paths and then reports none admitted.  ``lossless_fec`` considers the path without FEC
 (loss within the target) and, when the class has FEC, the path with FEC on (residual loss
 after FEC within the target, bandwidth and cost charged by the FEC overhead), and takes the
 better; ties go to no FEC.
@@ -60,6 +62,8 @@ by more than ``hysteresis_pct`` percent and by at least ``hysteresis_min``.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -158,6 +162,12 @@ def arc_weight(mode: str, lat, cost, loss, bw):
     p = _primary_q(primary, lat, cost, loss, bw)
     s = _secondary_q(secondary, lat, cost)
     return (p << SHIFT) | (s << HOP_BITS) | 1
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def scalar_arc_weight(mode: str, lat: float, cost: float, loss: float, bw: float) -> int:
+    """``arc_weight`` of one arc as a Python int (cached: paths reuse the same arcs)."""
+    return int(arc_weight(mode, lat, cost, loss, bw))
 
 
 def weight_primary(weight: int) -> int:
@@ -496,7 +506,7 @@ def path_metrics(arcs: Mapping[Tuple[str, str], Arc], path: Sequence[str], varia
         bw = min(bw, a.bandwidth_mbps)
         c = arc_cost(a, variant)
         cost += c
-        weight += int(arc_weight(variant.mode, a.latency_ms, c, a.loss, a.bandwidth_mbps))
+        weight += scalar_arc_weight(variant.mode, a.latency_ms, c, a.loss, a.bandwidth_mbps)
     loss = 1.0 - keep
     residual = fec_residual_loss(loss, variant.fec_data, variant.fec_parity) if variant.fec else loss
     return PathMetrics(lat, lat95, jit, loss, residual, bw, cost, len(path) - 1, weight)
@@ -534,6 +544,103 @@ def arc_metric(arc: Arc, attr: str) -> float:
 def path_key(net: Network, metrics_weight: int, path: Sequence[str]):
     """Total order of candidate paths: weight, then node-name sequence."""
     return (metrics_weight, tuple(net.index[n] for n in path))
+
+
+def bounds_infeasible(lbs: Mapping[str, Mapping[str, float]], variant: Variant, src: str) -> bool:
+    """True when the least possible value of some bounded metric from ``src`` breaks its bound.
+
+    ``lbs[metric][node]``: least sum of the metric from node to the destination (loss as
+    -ln(1 - loss), hops as a count); a node missing from a map cannot reach it.
+    """
+    for metric, bound in variant.bounds().items():
+        lb = lbs.get(metric, {}).get(src, math.inf)
+        if metric == "hops":
+            if lb > bound:
+                return True
+            continue
+        if metric == "loss":
+            lb = -math.expm1(-lb)
+        if lb > bound + LB_EPS:
+            return True
+    return False
+
+
+def constrained_best(net: Network, arcs: Mapping[Tuple[str, str], Arc], variant: Variant, src: str, dst: str,
+                     successors, lbs: Mapping[str, Mapping[str, float]], limit: int):
+    """The least (weight, name sequence) simple path from src to dst within the variant's bounds.
+
+    Label setting (A*): partial paths leave a heap in order of (weight so far + the least
+    weight from their last node to ``dst``, then node-name sequence), so the first one to
+    reach ``dst`` within the bounds is the answer.  ``lbs["weight"]`` gives that least
+    weight per node (any consistent lower bound keeps the answer exact; 0 makes it plain
+    Dijkstra order).  A partial path is dropped when an earlier one ended at the same node
+    using no more of every bounded metric (it can do anything the later one can, at no
+    greater weight and an earlier name order), or when the lower bounds ``lbs`` (see
+    ``bounds_infeasible``) prove that it cannot reach ``dst`` within a bound.
+    ``successors(node)`` yields ``(next node, arc weight)``.
+
+    Returns ``(Choice or None, why)``; ``why`` says so when ``limit`` partial paths were
+    expanded without an answer.
+    """
+    bounds = variant.bounds()
+    max_lat = bounds.get("latency")
+    max_jit = bounds.get("jitter")
+    max_loss = bounds.get("loss")
+    max_hops = bounds.get("hops")
+    lb_lat = lbs.get("latency", {})
+    lb_jit = lbs.get("jitter", {})
+    lb_loss = lbs.get("loss", {})
+    lb_hops = lbs.get("hops", {})
+    slack = BOUND_EPS + LB_EPS
+    lb_w = lbs.get("weight", {})
+    index = net.index
+    heap = [(0, 0, (index[src],), (src,), 0.0, 0.0, 1.0)]
+    settled: Dict[str, List[Tuple[float, float, float, int]]] = {}
+    expanded = 0
+    while heap:
+        _f, weight, ranks, path, lat, jit, keep = heapq.heappop(heap)
+        node = path[-1]
+        hops = len(path) - 1
+        if node == dst:
+            m = path_metrics(arcs, path, variant)
+            if not violations(m, variant):
+                return Choice(variant, list(path), m), ""
+            continue
+        # the resources a bound cares about (unbounded ones count as equal)
+        res = (lat if max_lat is not None else 0.0, jit if max_jit is not None else 0.0,
+               -keep if max_loss is not None else 0.0, hops if max_hops is not None else 0)
+        here = settled.setdefault(node, [])
+        if any(o[0] <= res[0] and o[1] <= res[1] and o[2] <= res[2] and o[3] <= res[3] for o in here):
+            continue
+        here.append(res)
+        expanded += 1
+        if expanded > limit:
+            return None, "no admitted path found within the search limit (%d partial paths)" % limit
+        for nxt, arc_w in successors(node):
+            if nxt in path:
+                continue
+            arc = arcs[(node, nxt)]
+            nlat = lat + arc.latency_ms
+            njit = jit + arc.jitter_ms
+            nkeep = keep * (1.0 - arc.loss)
+            if max_lat is not None and nlat + lb_lat.get(nxt, math.inf) > max_lat + slack:
+                continue
+            if max_jit is not None and njit + lb_jit.get(nxt, math.inf) > max_jit + slack:
+                continue
+            if max_loss is not None and -math.expm1(math.log(nkeep) - lb_loss.get(nxt, math.inf)) > max_loss + slack:
+                continue
+            if max_hops is not None and hops + 1 + lb_hops.get(nxt, math.inf) > max_hops:
+                continue
+            if nxt in settled:  # an earlier partial path at nxt may already do better
+                nres = (nlat if max_lat is not None else 0.0, njit if max_jit is not None else 0.0,
+                        -nkeep if max_loss is not None else 0.0, hops + 1 if max_hops is not None else 0)
+                if any(o[0] <= nres[0] and o[1] <= nres[1] and o[2] <= nres[2] and o[3] <= nres[3]
+                       for o in settled[nxt]):
+                    continue
+            nweight = weight + arc_w
+            heapq.heappush(heap, (nweight + lb_w.get(nxt, 0), nweight, ranks + (index[nxt],), path + (nxt,),
+                                  nlat, njit, nkeep))
+    return None, ""
 
 
 # --------------------------------------------------------------------------------------
@@ -854,8 +961,8 @@ class ReferenceEngine:
                     continue
                 if not arc_allowed(self.net, variant, arc, u, v):
                     continue
-                g.add_edge(u, v, w=int(arc_weight(variant.mode, arc.latency_ms, arc_cost(arc, variant),
-                                                  arc.loss, arc.bandwidth_mbps)))
+                g.add_edge(u, v, w=scalar_arc_weight(variant.mode, arc.latency_ms, arc_cost(arc, variant),
+                                                     arc.loss, arc.bandwidth_mbps))
             self._graphs[key] = g
         return g
 
@@ -911,50 +1018,34 @@ class ReferenceEngine:
         broken = violations(m, variant)
         if not broken:
             return Choice(variant, first, m), ""
-        if self.proven_infeasible(view, arcs, variant, src, dst):
+        # bounds from the graph without the drops: what the fast engine has at hand, so that
+        # both expand the same partial paths (and stop at the same search limit)
+        lbs = self.lower_bounds(self.view(tenant, variant, src, dst) if drop_nodes or drop_links else view,
+                                arcs, variant, dst)
+        if bounds_infeasible(lbs, variant, src):
             return None, "best path: %s" % "; ".join(broken)
-        best_key = None
-        best = None
-        seen = 0
-        for cand in nx.shortest_simple_paths(view, src, dst, weight="w"):
-            seen += 1
-            cm = path_metrics(arcs, cand, variant)
-            if best_key is not None and cm.weight > best_key[0]:
-                break
-            if not violations(cm, variant):
-                key = path_key(self.net, cm.weight, cand)
-                if best_key is None or key < best_key:
-                    best_key, best = key, Choice(variant, list(cand), cm)
-            if seen >= cap and best is None:
-                return None, "best path: %s; none admitted among the %d best candidates" % ("; ".join(broken), cap)
+
+        def successors(node):
+            return ((nxt, data["w"]) for nxt, data in view[node].items())
+        best, why = constrained_best(self.net, arcs, variant, src, dst, successors, lbs, cap)
         if best is None:
-            return None, "best path: %s" % "; ".join(broken)
+            return None, "best path: %s" % "; ".join([*broken, why] if why else broken)
         return best, ""
 
-    def proven_infeasible(self, view, arcs, variant, src, dst) -> bool:
-        """True when even the best path for one bounded metric breaks that bound."""
-        for metric, bound in variant.bounds().items():
+    def lower_bounds(self, view, arcs, variant, dst) -> Dict[str, Dict[str, float]]:
+        """Per bounded metric, the least sum from every node to ``dst`` (see bounds_infeasible)."""
+        rev = view.reverse(copy=False)
+        out: Dict[str, Dict[str, float]] = {"weight": dict(nx.single_source_dijkstra_path_length(rev, dst, weight="w"))}
+        for metric in variant.bounds():
             if metric == "hops":
-                try:
-                    lb = nx.shortest_path_length(view, src, dst)
-                except nx.NetworkXNoPath:
-                    return True
-                if lb > bound:
-                    return True
+                out[metric] = dict(nx.single_source_shortest_path_length(rev, dst))
                 continue
             attr = METRIC_ATTR[metric]
 
             def w(u, v, _d, attr=attr):
-                return arc_metric(arcs[(u, v)], attr)
-            try:
-                lb = nx.dijkstra_path_length(view, src, dst, weight=w)
-            except nx.NetworkXNoPath:
-                return True
-            if metric == "loss":
-                lb = -math.expm1(-lb)
-            if lb > bound + LB_EPS:
-                return True
-        return False
+                return arc_metric(arcs[(v, u)], attr)
+            out[metric] = dict(nx.single_source_dijkstra_path_length(rev, dst, weight=w))
+        return out
 
     def choose(self, tenant, tc, src, dst, cap) -> Tuple[Optional[Choice], str, List[str]]:
         return choose_chain(self.net, tenant, tc, src, dst,

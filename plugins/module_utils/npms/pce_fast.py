@@ -120,6 +120,7 @@ class _CoreSolution:
         arr[a_idx, b_idx] = hops
         self.P["hops"] = arr
         self._lb: Dict[str, Any] = {}
+        self._succ: Optional[Dict[str, List[Tuple[str, int]]]] = None
 
     def lower_bound(self, eng, metric: str):
         """Least possible sum of one metric between cores (same pruning)."""
@@ -134,6 +135,16 @@ class _CoreSolution:
                 np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
             self._lb[metric] = D
         return self._lb[metric]
+
+    def successors(self, cores) -> Dict[str, List[Tuple[str, int]]]:
+        """name -> [(next core name, arc weight)] over the allowed core arcs."""
+        if self._succ is None:
+            self._succ = {}
+            for i, name in enumerate(cores):
+                row = self.W[i]
+                js = np.nonzero(row < INF)[0]
+                self._succ[name] = [(cores[j], int(row[j])) for j in js if j != i]
+        return self._succ
 
     def core_path(self, a: int, b: int) -> List[int]:
         out = [a]
@@ -245,6 +256,10 @@ class _Best:
             self.unsure[idx, idx] = False
         self.need = need
         self.admitted = np.zeros((E, E), dtype=bool)
+        # pairs whose winner is a detour around the dropped nodes: exact paths, found below
+        self.replaced: Dict[Tuple[int, int], Optional[List[str]]] = {}
+        if conflict is not None and (need & self.unsure).any():
+            self._replace(need & self.unsure, conflict_w, drop_masks)
         self._resolve(finite)
 
     # -- per-pair path of the vectorised winner ------------------------------------------
@@ -320,15 +335,25 @@ class _Best:
                         proven = True
                     elif metric != "hops" and lb > bound + P.LB_EPS:
                         proven = True
+                path = self._cand_path(s, d, int(self.arg[s, d]))
+                m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
                 if proven:
-                    path = self._cand_path(s, d, int(self.arg[s, d]))
-                    m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
                     self.explicit[(s, d)] = None
                     self.why[(s, d)] = "best path: %s" % "; ".join(violations(m, variant))
                 else:
-                    self._slow(s, d)
-        for s, d in zip(*np.nonzero(self.need & self.unsure)):
-            self._slow(int(s), int(d))
+                    self._slow(s, d, violations(m, variant))
+        for (s, d), path in self.replaced.items():
+            if path is None:
+                self.explicit[(s, d)] = None
+                self.why[(s, d)] = "no path"
+                continue
+            m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
+            broken = violations(m, variant)
+            if not broken:
+                self.explicit[(s, d)] = path
+                self.admitted[s, d] = True
+            else:
+                self._slow(s, d, broken)
 
     def _lower_bound(self, metric):
         """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
@@ -349,18 +374,145 @@ class _Best:
         lb = (ao[:, None, :, None] + core + ai[None, :, None, :]).reshape(E, E, K * K).min(axis=2)
         return np.minimum(lb, dd)
 
-    def _slow(self, s, d):
-        t = self.ed.t
+    def _replace(self, pairs, conflict_w, drop_masks):
+        """Exact best candidate of ``pairs`` when detours around the dropped nodes may win.
+
+        A candidate whose core path crosses a dropped node is re-solved on the core minus
+        those nodes (one backward Dijkstra per (egress POP, dropped set), all in lockstep);
+        its lexicographically smallest tight path is then walked as the reference does.
+        """
+        eng, sol, t = self.eng, self.sol, self.ed.t
+        K = self.K
+        Ac = np.where(t["A"] >= 0, t["A"], 0)
+        C = eng.C
+        queries: Dict[Tuple[int, bytes], int] = {}
+        q_target: List[int] = []
+        q_mask: List[Any] = []
+        q_src: List[set] = []
+        work = []
+        for s, d in zip(*np.nonzero(pairs)):
+            s, d = int(s), int(d)
+            best = self.w[s, d]
+            cands = []
+            for k in np.nonzero(conflict_w[s, d].reshape(K * K) <= best)[0] if best < INF else \
+                    np.nonzero(conflict_w[s, d].reshape(K * K) < INF)[0]:
+                i, j = divmod(int(k), K)
+                a, b = int(Ac[s, i]), int(Ac[d, j])
+                key = (b, drop_masks[s, d].tobytes())
+                q = queries.get(key)
+                if q is None:
+                    q = queries[key] = len(q_target)
+                    q_target.append(b)
+                    q_mask.append(drop_masks[s, d])
+                    q_src.append(set())
+                q_src[q].add(a)
+                cands.append((int(k), i, j, a, b, q))
+            work.append((s, d, cands))
+        Q = len(q_target)
+        excl = _unpack(np.array(q_mask, dtype=np.uint64).reshape(Q, -1), C)
+        need_src = np.zeros((Q, C), dtype=bool)
+        for q, srcs in enumerate(q_src):
+            need_src[q, list(srcs)] = True
+        dist = _avoiding_dist(sol.W, np.array(q_target, dtype=np.int64), excl, need_src)
+        index, names, cores = eng.net.index, t["names"], eng.cores
+        for s, d, cands in work:
+            options = []  # (weight, path)
+            if self.w[s, d] < INF:
+                k = int(self.arg[s, d])
+                for kk in np.nonzero(self.flat[s, d] == self.w[s, d])[0]:
+                    options.append((int(self.w[s, d]), self._cand_path(s, d, int(kk))))
+            for k, i, j, a, b, q in cands:
+                core = int(dist[q, a])
+                if core >= INF:
+                    continue
+                w = int(self.ed.Wout[s, i]) + core + int(self.ed.Win[d, j])
+                options.append((w, (q, a, b)))
+            if not options:
+                self.replaced[(s, d)] = None
+                continue
+            low = min(w for w, _p in options)
+            paths = []
+            for w, p in options:
+                if w != low:
+                    continue
+                if isinstance(p, tuple):
+                    q, a, b = p
+                    p = [names[s]] + [cores[c] for c in _walk(sol.W, dist[q], excl[q], a, b)] + [names[d]]
+                paths.append((tuple(index[n] for n in p), p))
+            self.replaced[(s, d)] = min(paths)[1]
+        self.unsure &= ~pairs
+
+    def _slow(self, s, d, broken):
+        """The least-weight path breaks a bound (``broken``): search within the bounds."""
+        eng, t, variant = self.eng, self.ed.t, self.variant
         src, dst = t["names"][s], t["names"][d]
         drop_nodes, drop_links = self.drops_fn(s, d) if self.drops_fn else ((), ())
-        choice, why = self.eng.ref.exact_best(self.tenant, self.variant, src, dst, drop_nodes, drop_links,
-                                              cap=self.eng.net.inventory.pce.max_candidates)
+        lbs = self._to_dst_bounds(s, d)
         self.slow += 1
+        if P.bounds_infeasible(lbs, variant, src):
+            choice, why = None, ""
+        else:
+            choice, why = P.constrained_best(eng.net, eng.net.arcs_for(self.tenant), variant, src, dst,
+                                             self._successors(s, d, drop_nodes, drop_links), lbs,
+                                             eng.net.inventory.pce.max_candidates)
         self.explicit[(s, d)] = choice.path if choice else None
         if choice is None:
-            self.why[(s, d)] = why
+            self.why[(s, d)] = "best path: %s" % "; ".join([*broken, why] if why else broken)
         else:
             self.admitted[s, d] = True
+
+    def _successors(self, s, d, drop_nodes, drop_links):
+        """The pair's arcs (as in ReferenceEngine.view) for ``pce.constrained_best``."""
+        ed, t, cores = self.ed, self.ed.t, self.eng.cores
+        names = t["names"]
+        src, dst = names[s], names[d]
+        first = [(cores[int(t["A"][s, k])], int(ed.Wout[s, k])) for k in range(self.K) if ed.Wout[s, k] < INF]
+        if ed.Wd[s, d] < INF:
+            first.append((dst, int(ed.Wd[s, d])))
+        last = {cores[int(t["A"][d, j])]: int(ed.Win[d, j]) for j in range(self.K) if ed.Win[d, j] < INF}
+        core_succ = self.sol.successors(cores)
+
+        def successors(node):
+            items = first if node == src else core_succ[node]
+            for nxt, w in items:
+                if nxt not in drop_nodes and (node, nxt) not in drop_links:
+                    yield nxt, w
+            if node in last and dst not in drop_nodes and (node, dst) not in drop_links:
+                yield dst, last[node]
+        return successors
+
+    def _to_dst_bounds(self, s, d) -> Dict[str, Dict[str, float]]:
+        """Least weight and least sum of each bounded metric from the pair's nodes to ``d``
+        (``ReferenceEngine.lower_bounds`` on the pair's graph without drops)."""
+        ed, t, sol, eng = self.ed, self.ed.t, self.sol, self.eng
+        src, dst = t["names"][s], t["names"][d]
+        ok_in = ed.in_ok[d] & (ed.Win[d] < INF)
+        ok_out = ed.out_ok[s] & (ed.Wout[s] < INF)
+        bs, as_ = t["A"][d][ok_in], t["A"][s][ok_out]
+        direct = ed.Wd[s, d] < INF
+        out: Dict[str, Dict[str, float]] = {}
+        metrics = [("weight", None)] + [(m, {"latency": "lat", "jitter": "jit", "loss": "losslog", "hops": None}[m])
+                                        for m in self.variant.bounds()]
+        for metric, key in metrics:
+            if metric == "weight":
+                core, arc_in, arc_out, arc_d, none = sol.D, ed.Win[d][ok_in], ed.Wout[s][ok_out], ed.Wd[s, d], INF
+            elif metric == "hops":
+                core, arc_in, arc_out, arc_d, none = sol.lower_bound(eng, "hops"), 1.0, 1.0, 1.0, FINF
+            else:
+                core = sol.lower_bound(eng, metric)
+                arc_in, arc_out, arc_d, none = t["in"][key][d][ok_in], t["out"][key][s][ok_out], t["direct"][key][s, d], FINF
+            to_dst = (core[:, bs] + arc_in).min(axis=1) if len(bs) else np.full(eng.C, none)
+            to_dst = np.minimum(to_dst, none)
+            from_src = (arc_out + to_dst[as_]).min() if len(as_) else none
+            if direct:
+                from_src = min(from_src, arc_d)
+            cast = int if metric == "weight" else float
+            lb = {c: cast(v) for c, v in zip(eng.cores, to_dst) if v < none}
+            lb[dst] = cast(0)
+            if from_src < none:
+                lb[src] = cast(from_src)
+            out[metric] = lb
+        return out
 
     # -- the scalar interface (what pce.choose_chain / diagnose expect) -------------------
     def get(self, s: int, d: int) -> Tuple[Optional[Choice], str]:
@@ -387,6 +539,58 @@ class _Best:
             path = self._cand_path(s, d, int(self.arg[s, d]))
             w = int(self.w[s, d])
         return (w, tuple(self.eng.net.index[n] for n in path))
+
+
+def _unpack(masks, C):
+    """[Q, words] uint64 node bit masks -> [Q, C] bool."""
+    as_bytes = masks.astype("<u8").view(np.uint8).reshape(masks.shape[0], -1)
+    return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :C].astype(bool)
+
+
+def _avoiding_dist(W, targets, excl, need_src):
+    """Backward Dijkstra for many queries at once (lockstep, one settled node per step).
+
+    ``dist[q, x]``: least weight of x ~> ``targets[q]`` on the core without the nodes in
+    ``excl[q]``; exact for every node settled, which includes each ``need_src[q]`` node and
+    every node closer to the target than it (all a tight walk from it can visit).
+    """
+    Q, C = excl.shape
+    dist = np.full((Q, C), INF, dtype=np.int64)
+    rows = np.arange(Q)
+    dist[rows, targets] = 0
+    settled = excl.copy()
+    settled[rows, targets] = False
+    pending = need_src & ~excl
+    active = pending.any(axis=1)
+    WT = np.ascontiguousarray(W.T)  # WT[u, x] = W[x, u]: arcs into u
+    while active.any():
+        qa = np.nonzero(active)[0]
+        cand = np.where(settled[qa], INF, dist[qa])
+        u = cand.argmin(axis=1)
+        du = cand[np.arange(len(qa)), u]
+        live = du < INF
+        qa, u, du = qa[live], u[live], du[live]
+        active[np.nonzero(active)[0][~live]] = False
+        if not len(qa):
+            break
+        settled[qa, u] = True
+        pending[qa, u] = False
+        relax = np.minimum(du[:, None] + WT[u], INF)
+        relax[excl[qa]] = INF
+        dist[qa] = np.minimum(dist[qa], relax)
+        active[qa] = pending[qa].any(axis=1)
+    return dist
+
+
+def _walk(W, dist, excl, a, b):
+    """Smallest-named tight successors from a to b under ``dist`` (to b) avoiding ``excl``."""
+    out = [a]
+    while a != b:
+        ok = (~excl) & (W[a] < INF) & (W[a] + dist == dist[a])
+        ok[a] = False
+        a = int(np.argmax(ok))
+        out.append(a)
+    return out
 
 
 def _bits(idx, words):
@@ -472,7 +676,11 @@ class FastEngine:
         names = sorted(self.net.inventory.tenants[tenant].edges)
         epos = {n: i for i, n in enumerate(names)}
         E = len(names)
-        ups = [sorted({v for (u, v), a in arcs.items() if u == n and a.kind == "access"}) for n in names]
+        up_sets: Dict[str, set] = {n: set() for n in names}
+        for (u, v), arc in arcs.items():
+            if arc.kind == "access" and u in up_sets:
+                up_sets[u].add(v)
+        ups = [sorted(up_sets[n]) for n in names]
         K = max([len(x) for x in ups] + [1])
         A = np.full((E, K), -1, dtype=np.int64)
         for i, row in enumerate(ups):
