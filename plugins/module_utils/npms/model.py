@@ -13,6 +13,7 @@ Units are the ones a network engineer writes in an inventory: milliseconds, perc
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -59,7 +60,7 @@ class Node:
     asn: Optional[int] = None  # customer routers: the customer's own ASN
     interfaces: Tuple[Interface, ...] = ()
 
-    @property
+    @functools.cached_property
     def end_sid(self) -> Optional[str]:
         """The node's End SID: the first address after the locator prefix."""
         if self.locator is None:
@@ -205,5 +206,11 @@ class Inventory:
 
     def decap_sid(self, tenant: str, edge: str, family: int = 4) -> str:
         """Egress SID that hands a tenant's packet to its customer (End.DX4 / End.DT6)."""
-        loc = self.tenant_edge_locator(tenant, edge)
-        return str(loc.network_address + (0xD4 if family == 4 else 0xD6))
+        return _decap_sid(self.tenants[tenant].locator_block, self.nodes[edge].node_id, family)
+
+
+# Results ask for the same few SIDs again and again (ipaddress formatting is slow).
+@functools.lru_cache(maxsize=1 << 16)
+def _decap_sid(block: ipaddress.IPv6Network, node_id: int, family: int) -> str:
+    base = int(block.network_address) | (node_id << (128 - TENANT_EDGE_LOCATOR_LEN))
+    return str(ipaddress.IPv6Address(base + (0xD4 if family == 4 else 0xD6)))
