@@ -200,7 +200,6 @@ def test_measurement_error_is_a_value_error():
         parse_measurements([dict(GOOD, loss_pct=-5)])
 
 
-@pytest.mark.xfail(strict=True, reason="parse_measurement passes Measurement objects through unchecked")
 def test_measurement_objects_are_validated_too():
     with pytest.raises(MeasurementError) as exc:
         parse_measurements([Measurement("c1", "c2", latency_ms=-5.0, loss_pct=250.0)])

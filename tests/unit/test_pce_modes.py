@@ -948,7 +948,7 @@ def test_unknown_traffic_class_is_rejected_with_the_known_ones_named():
 
 
 # ======================================================================================
-# Known pce.py bugs (reported to the lead; strict xfail: remove the marker with the fix)
+# Hysteresis corner cases: FEC on or off for a kept path, loops, the direct-path rule
 # ======================================================================================
 
 def _fec_hyst_graph(lossy_lat):
@@ -960,8 +960,6 @@ def _fec_hyst_graph(lossy_lat):
                  {"p": {"mode": "lossless_fec"}}, {"c": {"sla": "p", "fec": (10, 2)}})
 
 
-@pytest.mark.xfail(strict=True, reason="pce.hysteresis checks the current path only under the chosen "
-                                       "variant (no FEC), not under the profile's FEC variant")
 def test_hysteresis_keeps_a_current_fec_path_within_margin(engine):
     # current: the lossy route with FEC (10.5 ms), admitted under the profile with FEC;
     # the best is the clean route (10 ms): gain 0.5 ms < 1 ms -> keep, FEC on
@@ -970,8 +968,6 @@ def test_hysteresis_keeps_a_current_fec_path_within_margin(engine):
     assert r.kept is True and r.fec is True
 
 
-@pytest.mark.xfail(strict=True, reason="pce.hysteresis keeps the current clean path under the chosen "
-                                       "FEC variant: FEC switched on (cost and bandwidth charged) for nothing")
 def test_hysteresis_keeps_a_current_clean_path_without_fec(engine):
     # current: the clean route (10 ms); best: the lossy route with FEC (9.5 ms): gain
     # 0.5 ms < 1 ms -> keep the clean route, which needs no FEC
@@ -981,7 +977,6 @@ def test_hysteresis_keeps_a_current_clean_path_without_fec(engine):
     assert r.metrics.cost == pytest.approx(20.0)
 
 
-@pytest.mark.xfail(strict=True, reason="pce.hysteresis accepts a current path that visits a node twice")
 @pytest.mark.parametrize("loop", [["e1", "c1", "c2", "c1", "e2"], ["e1", "c1", "e1", "c1", "e2"]],
                          ids=["core-twice", "source-twice"])
 def test_hysteresis_never_keeps_a_looping_current_path(engine, loop):
@@ -995,8 +990,6 @@ def test_hysteresis_never_keeps_a_looping_current_path(engine, loop):
     assert r.kept is False
 
 
-@pytest.mark.xfail(strict=True, reason="pce.hysteresis keeps an admitted core path over an admitted direct "
-                                       "path (the direct-path rule), reasoning 'improves latency by -15 ms'")
 def test_hysteresis_does_not_override_the_direct_path_rule(engine):
     inv = direct_graph({"allow_direct": True, "max_latency_ms": 50, "max_loss_pct": 1})
     r = pick(run(inv, engine, current={("t", "c", "e1", "e2"): ["e1", "c1", "c2", "e2"]}))

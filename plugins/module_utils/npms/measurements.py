@@ -85,7 +85,8 @@ def _number(value: Any, where: str, field: str, problems: List[str], *, lo=0.0, 
 def parse_measurement(item: Any, where: str, problems: List[str]) -> Optional[Measurement]:
     """Validate one mapping; append problems and return None when it is bad."""
     if isinstance(item, Measurement):
-        return item
+        # built in code rather than read from a file: the same checks, on its fields
+        item = item.to_dict()
     if not isinstance(item, Mapping):
         problems.append("%s: expected a mapping, got %s" % (where, type(item).__name__))
         return None

@@ -56,8 +56,10 @@ Backup: the best path under the same profile that shares no transit node and no 
 the primary (``PceSettings.backup``: node, link or none); best effort when no admitted one.
 
 Hysteresis: when the current path (from the previous run) is still admitted under the
-newly chosen profile, it is kept unless the best candidate improves the primary objective
-by more than ``hysteresis_pct`` percent and by at least ``hysteresis_min``.
+newly chosen profile (without FEC, else with it), it is kept unless the best candidate
+improves the primary objective by more than ``hysteresis_pct`` percent and by at least
+``hysteresis_min``.  A current path that visits a node twice is never kept, and the
+direct-path rule wins over hysteresis (an admitted direct path is always taken).
 """
 
 from __future__ import annotations
@@ -844,37 +846,61 @@ def diagnose(variant: Variant, best_fn) -> str:
 
 
 def hysteresis(net: Network, arcs, settings, chosen: Choice, current_path: Optional[List[str]],
-               src: str, dst: str) -> Tuple[Choice, bool, str]:
+               src: str, dst: str, tc: Optional[TrafficClass] = None) -> Tuple[Choice, bool, str]:
     """Keep the current path unless it is no longer admitted or the new one is better by
-    the configured margin.  Returns (choice, kept, note)."""
+    the configured margin.  Returns (choice, kept, note).
+
+    The current path is judged under the chosen profile and level, with or without FEC
+    (``tc`` gives the class's FEC; without FEC first, so FEC stays off when the path does
+    not need it).  It is never kept when it visits a node twice, nor over a direct path
+    (an admitted direct path is always taken: the direct-path rule wins).
+    """
     if not current_path or list(current_path) == list(chosen.path):
         return chosen, False, ""
-    variant = chosen.variant
     path = list(current_path)
     if path[0] != src or path[-1] != dst:
         return chosen, False, ""
-    for u, v in zip(path, path[1:]):
-        arc = arcs.get((u, v))
-        if arc is None or not arc_allowed(net, variant, arc, src, dst):
-            return chosen, False, "current path %s is no longer usable (%s)" % (
-                ">".join(path), _why_arc_unusable(net, variant, arc, u, v, src, dst))
-        if u != src and net.inventory.nodes[u].role != "core":
+    if len(set(path)) != len(path):
+        return chosen, False, "current path %s visits a node twice" % ">".join(path)
+    if len(chosen.path) == 2:
+        return chosen, False, ""
+    for u in path[1:-1]:
+        node = net.inventory.nodes.get(u)  # an unknown node is reported below: no link to it
+        if node is not None and node.role != "core":
             return chosen, False, ""
-    cur = path_metrics(arcs, path, variant)
-    broken = violations(cur, variant)
-    if broken:
-        return chosen, False, "current path %s violates %s: %s%s" % (
-            ">".join(path), variant.profile, "; ".join(broken), _culprit(arcs, path, broken))
-    old = cur.primary_value(variant.mode)
-    new = chosen.metrics.primary_value(variant.mode)
+    if tc is None:
+        variants = [chosen.variant]
+    else:
+        variants = variants_for(net.inventory.sla_profiles[chosen.variant.profile], tc, chosen.variant.level)
+    whys: Dict[Variant, str] = {}
+    kept = None
+    for variant in variants:
+        bad = next(((u, v) for u, v in zip(path, path[1:])
+                    if arcs.get((u, v)) is None or not arc_allowed(net, variant, arcs[(u, v)], src, dst)), None)
+        if bad is not None:
+            whys[variant] = "current path %s is no longer usable (%s)" % (
+                ">".join(path), _why_arc_unusable(net, variant, arcs.get(bad), bad[0], bad[1], src, dst))
+            continue
+        cur = path_metrics(arcs, path, variant)
+        broken = violations(cur, variant)
+        if broken:
+            whys[variant] = "current path %s violates %s: %s%s" % (
+                ">".join(path), variant.profile, "; ".join(broken), _culprit(arcs, path, broken))
+            continue
+        kept = Choice(variant, path, cur)
+        break
+    if kept is None:
+        return chosen, False, whys.get(chosen.variant) or next(iter(whys.values()), "")
+    mode = chosen.variant.mode
+    kind = OBJECTIVES[mode][0]
+    old = kept.metrics.primary_value(mode)
+    new = chosen.metrics.primary_value(mode)
     gain = old - new
     margin = max(abs(old) * settings.hysteresis_pct / 100.0, settings.hysteresis_min)
     if gain <= margin + BOUND_EPS:
-        kind = OBJECTIVES[variant.mode][0]
-        return Choice(variant, path, cur), True, (
+        return kept, True, (
             "kept current path: best candidate improves %s by %.3g%s, within the hysteresis margin %.3g%s"
             % (kind, gain, OBJECTIVE_UNITS[kind], margin, OBJECTIVE_UNITS[kind]))
-    kind = OBJECTIVES[variant.mode][0]
     return chosen, False, "moved: %s improves by %.3g%s over current %s" % (
         kind, gain, OBJECTIVE_UNITS[kind], ">".join(path))
 
@@ -1109,7 +1135,7 @@ def finish_pair(net, arcs, settings, tname, tc, src, dst, choice, verdict, failu
     note = ""
     kept = False
     if choice is not None and current_path:
-        choice, kept, note = hysteresis(net, arcs, settings, choice, current_path, src, dst)
+        choice, kept, note = hysteresis(net, arcs, settings, choice, current_path, src, dst, tc)
     bk = backup_fn(choice) if choice is not None else None
     return make_result(net, tname, tc.name, src, dst, choice, verdict, failures, kept, note, bk, current_path)
 

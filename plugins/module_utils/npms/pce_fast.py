@@ -928,8 +928,10 @@ class _Block:
                 if not cur or self.level[s, d] < 0:
                     continue
                 ch = self.choice(s, d)
-                ch2, kept, note = P.hysteresis(net, arcs, settings, ch, cur, self.names[s], self.names[d])
+                ch2, kept, note = P.hysteresis(net, arcs, settings, ch, cur, self.names[s], self.names[d], self.tc)
                 self.primary[(s, d)] = ch2
+                # a path kept with (or without) FEC: its backup is computed under that variant
+                self.vi[s, d] = self.variants[int(self.level[s, d])].index(ch2.variant)
                 self.kept[(s, d)] = (kept, note)
 
     def _primary_names(self, s, d) -> List[str]:
