@@ -39,6 +39,8 @@ COMMANDS = (
     ("version", "print the version", ".cli:setup_version"),
     ("validate", "validate an inventory (nothing touches a node)", ".cli:setup_validate"),
     ("paths", "compute paths for every tenant, class and edge pair", ".cli:setup_paths"),
+    ("lab", "the inventory's network in network namespaces: up, down, status, impair, restore", ".lab_cli:setup_lab"),
+    ("containerlab", "write the lab as a containerlab topology (for Docker hosts)", "npms_lab.containerlab:setup_containerlab"),
 )
 
 
