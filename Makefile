@@ -1,10 +1,10 @@
 # galactic.npms -- the two commands are `make demo` and `make test`.
 #
 #   make setup   Debian packages (apt, only when some are missing) + .venv + pip install
-#   make test    setup, link, unit (+ integration) tests, sanity, lint, build and doc checks
+#   make test    setup, link, unit + integration tests, molecule, sanity, lint, build and doc checks
 #   make demo    setup, then the main job (for now: validate the lab inventory, show paths)
 #   make bench   setup, then every tests/bench/bench_*.py (each prints a JSON last line)
-#   make lint | sanity | unit | build | docs | link | clean | distclean (also removes .venv)
+#   make lint | sanity | unit | integration | molecule | build | docs | link | clean | distclean (also removes .venv)
 #
 # Runs as root on a clean Debian 12 checkout with no stdin (CI); as another user it
 # uses sudo for apt.  Everything Python runs from .venv/bin explicitly.
@@ -29,14 +29,14 @@ BUILD_DIR := build
 APT_PACKAGES := python3-venv python3-dev git make rsync ca-certificates \
 	iproute2 iputils-ping procps kmod nftables iptables \
 	frr frr-pythontools wireguard-tools wireguard-go iperf3 tcpdump \
-	postgresql shellcheck
+	postgresql shellcheck libnetfilter-queue-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv link test unit integration sanity lint build docs demo bench clean distclean
+.PHONY: help setup apt venv link test unit integration molecule sanity lint build docs demo bench clean distclean
 
 help:
 	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -75,7 +75,7 @@ link:
 	@scripts/link-collection >/dev/null
 
 # Every stage runs even when an earlier one fails; the summary names the failed ones.
-TEST_STAGES := unit integration sanity lint build docs
+TEST_STAGES := unit integration molecule sanity lint build docs
 
 test: setup link
 	@failed=""; \
@@ -90,11 +90,16 @@ test: setup link
 unit: setup link
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
-# tests/integration/ (the namespace lab) arrives with a later issue.
+# tests/integration/: the namespace lab and its front ends (root), run serially.
 integration: setup link
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
 	  $(PY) -m pytest tests/integration; \
 	else echo "integration: no tests/integration/test_*.py yet, skipped"; fi
+
+# Every scenario under tests/molecule/ (molecule 25+ would look in extensions/molecule/);
+# create / destroy bring the namespace lab up and down, so this needs root.
+molecule: setup link
+	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(BIN)/molecule test --all
 
 sanity: setup
 	tests/sanity/run.sh
