@@ -49,16 +49,26 @@ def _reap_stale_labs() -> None:
 
 
 @pytest.fixture(scope="session")
+def needs_root() -> None:
+    """These tests make network namespaces: fail, naming why, when not root."""
+    if os.geteuid() != 0:
+        pytest.fail("creates network namespaces: run as root (make test does, in CI)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def lab_host() -> None:
-    """Skip (saying why) where a lab cannot run: not root, or binaries missing."""
+    """Fail (saying why) where a lab cannot run: not root, or binaries missing.
+
+    `make test` installs everything the lab needs and CI runs as root, so a lab that
+    cannot run is a broken set-up, never a reason to pass without checking."""
     try:
         from npms_lab import Lab, LabError  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
-        pytest.skip(f"npms_lab is not installed: {exc}")
+        pytest.fail(f"npms_lab is not installed: {exc}", pytrace=False)
     try:
         Lab.check_host()
     except LabError as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc), pytrace=False)
     _reap_stale_labs()
 
 

@@ -26,7 +26,7 @@ BIN = os.path.dirname(sys.executable)
 PREFIX = "tc-%d-" % os.getpid()
 HOSTS = {"n0": "198.18.77.10", "n1": "198.18.77.11", "n2": "198.18.77.12"}
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates network namespaces: needs root")
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 def sh(*argv):

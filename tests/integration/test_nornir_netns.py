@@ -28,7 +28,7 @@ LAB = os.path.join(ROOT, "inventory", "lab")
 PREFIX = "tcn%d-" % os.getpid()
 HOST = "h-tc"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates network namespaces: needs root")
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 def sh(*argv):
