@@ -124,6 +124,43 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+# --- the published lab.json, as front ends (Nornir, tests) read it ------------------
+class LabStateError(ValueError):
+    """The lab state file is missing, unreadable, or does not match the inventory."""
+
+
+def lab_state_path(ref: str) -> str:
+    """The ``lab.json`` that ``ref`` names: a file, a lab state directory, or a lab prefix
+    (``""`` is the lab started without ``--prefix``)."""
+    ref = os.path.expanduser(str(ref))
+    if os.path.isdir(ref):
+        return os.path.join(ref, LAB_FILE)
+    if os.path.exists(ref) or ref.endswith(".json") or os.sep in ref:
+        return ref
+    # where `npms lab up --prefix P` keeps it: /run/npms-lab/<P or "default">/lab.json
+    return os.path.join(state_dir_for(ref), LAB_FILE)
+
+
+def load_lab_state(ref: str) -> Dict[str, Any]:
+    """Read and check a lab's ``lab.json``; ``path`` is added (where it was read)."""
+    path = lab_state_path(ref)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        raise LabStateError(f"lab state {path}: not found; is the lab up (npms lab up --prefix ...)?") from None
+    except (OSError, ValueError) as exc:
+        raise LabStateError(f"lab state {path}: cannot read: {exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("nodes"), dict):
+        raise LabStateError(f"lab state {path}: expected a mapping with 'nodes'")
+    for section in ("nodes", "hosts"):
+        for name, entry in (state.get(section) or {}).items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("netns"), str) or not entry["netns"]:
+                raise LabStateError(f"lab state {path}: {section}.{name}: no 'netns'")
+    state["path"] = os.path.abspath(path)
+    return state
+
+
 class Lab:
     """One lab: the namespaces ``<prefix><node>`` built from ``inventory``.
 

@@ -45,9 +45,7 @@ class _CoreSolution:
     def __init__(self, eng: "FastEngine", variant: Variant):
         C = eng.C
         m = eng.core
-        allowed = m["exists"].copy()
-        allowed &= m["loss"] < 1.0
-        allowed &= m["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps
+        allowed = _arc_bounds_ok(m, variant)
         if variant.exclude_countries:
             bad = np.array([eng.net.country[c] in variant.exclude_countries for c in eng.cores])
             allowed &= ~eng.via_mask(variant.exclude_countries)
@@ -57,21 +55,12 @@ class _CoreSolution:
             bad |= np.array([eng.net.region[c] in variant.exclude_regions for c in eng.cores])
         self.node_bad = bad
         allowed &= ~bad[:, None] & ~bad[None, :]
-        if variant.max_latency_ms is not None:
-            allowed &= m["lat"] <= variant.max_latency_ms + P.BOUND_EPS
-        if variant.max_jitter_ms is not None:
-            allowed &= m["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
-        if variant.max_loss is not None:
-            allowed &= m["loss"] <= variant.max_loss + P.BOUND_EPS
         self.allowed = allowed
         w = P.arc_weight(variant.mode, m["lat"], m["cost"] * variant.fec_overhead, m["loss"], m["bw"])
         w = np.where(allowed, w, INF)
         np.fill_diagonal(w, 0)
         self.W = w
-        D = w.copy()
-        for k in range(C):
-            np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
-        self.D = D
+        self.D = D = _floyd_warshall(w)
         # NH[a, b]: smallest tight successor of a towards b (the lexicographic rule)
         tight = (w[:, :, None] + D[None, :, :]) == D[:, None, :]  # [a, y, b]
         idx = np.arange(C)
@@ -130,10 +119,7 @@ class _CoreSolution:
             else:
                 w = np.where(self.allowed, eng.core_additive(metric), FINF)
             np.fill_diagonal(w, 0.0)
-            D = w.copy()
-            for k in range(eng.C):
-                np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
-            self._lb[metric] = D
+            self._lb[metric] = _floyd_warshall(w)
         return self._lb[metric]
 
     def successors(self, cores) -> Dict[str, List[Tuple[str, int]]]:
@@ -154,6 +140,27 @@ class _CoreSolution:
         return out
 
 
+def _floyd_warshall(w):
+    """All-pairs least sums of an arc matrix (diagonal 0, missing arcs INF or inf)."""
+    D = w.copy()
+    for k in range(D.shape[0]):
+        np.minimum(D, D[:, k:k + 1] + D[k:k + 1, :], out=D)
+    return D
+
+
+def _arc_bounds_ok(m, variant: Variant):
+    """The per-arc pruning rules of ``pce.arc_allowed`` that read only an arc's metrics
+    (geo, direct-path policy and node rules are applied by the callers)."""
+    ok = m["exists"] & (m["loss"] < 1.0) & (m["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps)
+    if variant.max_latency_ms is not None:
+        ok &= m["lat"] <= variant.max_latency_ms + P.BOUND_EPS
+    if variant.max_jitter_ms is not None:
+        ok &= m["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
+    if variant.max_loss is not None:
+        ok &= m["loss"] <= variant.max_loss + P.BOUND_EPS
+    return ok
+
+
 def _setbit(mask, a, b, node):
     word = node // 64
     bit = (np.uint64(1) << (node % 64).astype(np.uint64))
@@ -170,33 +177,20 @@ class _Edges:
         out = {}
         for direction in ("out", "in"):
             mt = t[direction]
-            ok = mt["exists"] & (mt["loss"] < 1.0) & (mt["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps)
+            ok = _arc_bounds_ok(mt, variant)
             cores = np.where(t["A"] >= 0, t["A"], 0)
             ok &= ~sol.node_bad[cores]
             if variant.exclude_countries:
                 ok &= ~np.array([[bool(set(v) & set(variant.exclude_countries)) for v in row]
                                  for row in mt["via"]], dtype=bool).reshape(E, K)
-            if variant.max_latency_ms is not None:
-                ok &= mt["lat"] <= variant.max_latency_ms + P.BOUND_EPS
-            if variant.max_jitter_ms is not None:
-                ok &= mt["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
-            if variant.max_loss is not None:
-                ok &= mt["loss"] <= variant.max_loss + P.BOUND_EPS
             w = P.arc_weight(variant.mode, mt["lat"], mt["cost"] * variant.fec_overhead, mt["loss"], mt["bw"])
             out[direction] = (ok, np.where(ok, w, INF))
         self.out_ok, self.Wout = out["out"]
         self.in_ok, self.Win = out["in"]
         d = t["direct"]
-        ok = d["exists"] & (d["loss"] < 1.0) & (d["bw"] + P.BOUND_EPS >= variant.min_bandwidth_mbps)
-        ok &= variant.allow_direct
+        ok = _arc_bounds_ok(d, variant) & variant.allow_direct
         if variant.exclude_countries:
             ok &= ~d["via_excl"](variant.exclude_countries)
-        if variant.max_latency_ms is not None:
-            ok &= d["lat"] <= variant.max_latency_ms + P.BOUND_EPS
-        if variant.max_jitter_ms is not None:
-            ok &= d["jit"] <= variant.max_jitter_ms + P.BOUND_EPS
-        if variant.max_loss is not None:
-            ok &= d["loss"] <= variant.max_loss + P.BOUND_EPS
         self.direct_ok = ok
         self.Wd = np.where(ok, P.arc_weight(variant.mode, d["lat"], d["cost"] * variant.fec_overhead,
                                             d["loss"], d["bw"]), INF)
@@ -418,7 +412,6 @@ class _Best:
         for s, d, cands in work:
             options = []  # (weight, path)
             if self.w[s, d] < INF:
-                k = int(self.arg[s, d])
                 for kk in np.nonzero(self.flat[s, d] == self.w[s, d])[0]:
                     options.append((int(self.w[s, d]), self._cand_path(s, d, int(kk))))
             for k, i, j, a, b, q in cands:
@@ -764,23 +757,18 @@ class FastEngine:
     def update(self, measurements: Iterable[Any]) -> PathSet:
         """Apply new window aggregates and recompute.
 
-        Core solutions whose pruning key saw no change are kept; everything downstream of
-        the core is cheap enough to redo in full, which keeps the two paths identical.
+        Not incremental yet: after a core change every core solution is rebuilt, and every
+        block is recomputed in any case (the benchmark reports what that costs).
         """
         changed = self.net.apply_measurements(measurements)
         self.ref = ReferenceEngine(self.net)  # its graphs hold the old metrics
         core_changed = [uv for uv in changed if uv in self.net.core_arcs]
         if core_changed:
-            old = self.core
-            self._build_core_incremental(core_changed, old)
+            self._build_core()
         else:
             self._tenants.clear()
             self._edges.clear()
         return self.compute(*self._last_args)
-
-    def _build_core_incremental(self, changed, old):
-        # rebuild matrices (cheap) but keep nothing that depends on them
-        self._build_core()
 
 
 class _Block:
@@ -884,18 +872,13 @@ class _Block:
         self.best[key] = b
         return b
 
-    def _direct_admitted(self, ed: _Edges, v: Variant):
-        d = ed.t["direct"]
-        ok = ed.direct_ok.copy()
-        if v.max_latency_ms is not None:
-            ok &= d["lat"] <= v.max_latency_ms + P.BOUND_EPS
-        if v.max_jitter_ms is not None:
-            ok &= d["jit"] <= v.max_jitter_ms + P.BOUND_EPS
-        if v.max_loss is not None:
-            ok &= d["loss"] <= v.max_loss + P.BOUND_EPS
+    @staticmethod
+    def _direct_admitted(ed: _Edges, v: Variant):
+        """Direct arcs within the bounds (one arc: its own metrics are the path's, already
+        checked by ``_Edges`` for the same variant), unless no hop at all is allowed."""
         if v.max_hops is not None and v.max_hops < 1:
-            ok[:] = False
-        return ok
+            return np.zeros_like(ed.direct_ok)
+        return ed.direct_ok.copy()
 
     # -- choices ------------------------------------------------------------------------
     def choice(self, s, d) -> Optional[Choice]:
@@ -1036,12 +1019,6 @@ def _keys_mask(E, keys):
     out = np.zeros((E, E), dtype=bool)
     for k in keys:
         out[k] = True
-    return out
-
-
-def _direct_drop_if_used(E, s, d, used):
-    out = np.zeros((E, E), dtype=bool)
-    out[s, d] = used
     return out
 
 
