@@ -580,7 +580,7 @@ def test_backup_is_node_disjoint(engine):
     assert r.backup_path == ["e1", "c3", "c4", "e2"]
     assert r.backup_metrics.latency_ms == pytest.approx(30.0)
     # c3 is node 3, c4 node 4, e2 node 6
-    assert r.backup_sid_list == ["fcbb:0:3::1", "fcbb:0:4::1", "fcbb:1000:6::d4"]
+    assert r.backup_sid_list == ["fcbb:1000:3::1", "fcbb:1000:4::1", "fcbb:1000:6::d4"]
 
 
 def test_backup_link_disjoint_may_share_nodes(engine):
@@ -795,26 +795,26 @@ def test_edges_never_carry_transit(engine):
     assert r.backup_path == []  # the only other route would transit e3
 
 
-def test_sid_list_lists_transit_end_sids_then_the_decap_sid(engine):
+def test_sid_list_lists_transit_tenant_end_sids_then_the_decap_sid(engine):
     # sorted names: c1=1 c2=2 e1=3 e2=4
     #   e1 - c1 - c2 - e2
     inv = build({**core("c1", "c2"), **edge("e1", "e2")},
                 [("e1", "c1", "access", M()), ("c1", "c2", "core", M()), ("c2", "e2", "access", M())],
                 {"p": {"mode": "lowest_cost"}}, {"c": {"sla": "p"}})
     paths = run(inv, engine)
-    assert pick(paths).sid_list == ["fcbb:0:1::1", "fcbb:0:2::1", "fcbb:1000:4::d4"]
-    assert pick(paths, "e2", "e1").sid_list == ["fcbb:0:2::1", "fcbb:0:1::1", "fcbb:1000:3::d4"]
+    assert pick(paths).sid_list == ["fcbb:1000:1::1", "fcbb:1000:2::1", "fcbb:1000:4::d4"]
+    assert pick(paths, "e2", "e1").sid_list == ["fcbb:1000:2::1", "fcbb:1000:1::1", "fcbb:1000:3::d4"]
 
 
-def test_sid_list_uses_each_tenants_own_decap_sid(engine):
+def test_sid_list_uses_each_tenants_own_transit_and_decap_sids(engine):
     # two tenants on the same two edges: tenant 1 block fcbb:1000::/32, tenant 2 fcbb:2000::/32
     inv = build({**core("c1"), **edge("e1", "e2")},
                 [("e1", "c1", "access", M()), ("c1", "e2", "access", M())],
                 {"p": {"mode": "lowest_cost"}}, {},
                 tenants={"t": (["e1", "e2"], {"c": {"sla": "p"}}), "u": (["e1", "e2"], {"c": {"sla": "p"}})})
     paths = run(inv, engine)
-    assert pick(paths, tenant="t").sid_list == ["fcbb:0:1::1", "fcbb:1000:3::d4"]
-    assert pick(paths, tenant="u").sid_list == ["fcbb:0:1::1", "fcbb:2000:3::d4"]
+    assert pick(paths, tenant="t").sid_list == ["fcbb:1000:1::1", "fcbb:1000:3::d4"]
+    assert pick(paths, tenant="u").sid_list == ["fcbb:2000:1::1", "fcbb:2000:3::d4"]
 
 
 def test_every_ordered_pair_and_class_has_one_result(engine):

@@ -204,13 +204,19 @@ class Inventory:
         base = int(block.network_address) | (node_id << shift)
         return ipaddress.IPv6Network((base, TENANT_EDGE_LOCATOR_LEN))
 
+    def tenant_end_sid(self, tenant: str, node: str) -> str:
+        """A transit node's End SID for one tenant: the first address of the tenant's
+        locator on that node (the node_id-th /48 of the tenant block).  Per-tenant transit
+        SIDs let every hop pick the tenant's own tunnel by destination alone."""
+        return _tenant_sid(self.tenants[tenant].locator_block, self.nodes[node].node_id, 1)
+
     def decap_sid(self, tenant: str, edge: str, family: int = 4) -> str:
         """Egress SID that hands a tenant's packet to its customer (End.DX4 / End.DT6)."""
-        return _decap_sid(self.tenants[tenant].locator_block, self.nodes[edge].node_id, family)
+        return _tenant_sid(self.tenants[tenant].locator_block, self.nodes[edge].node_id, 0xD4 if family == 4 else 0xD6)
 
 
 # Results ask for the same few SIDs again and again (ipaddress formatting is slow).
 @functools.lru_cache(maxsize=1 << 16)
-def _decap_sid(block: ipaddress.IPv6Network, node_id: int, family: int) -> str:
+def _tenant_sid(block: ipaddress.IPv6Network, node_id: int, function: int) -> str:
     base = int(block.network_address) | (node_id << (128 - TENANT_EDGE_LOCATOR_LEN))
-    return str(ipaddress.IPv6Address(base + (0xD4 if family == 4 else 0xD6)))
+    return str(ipaddress.IPv6Address(base + function))

@@ -727,11 +727,11 @@ class PathSet:
 
 
 def sid_list(inventory: Inventory, tenant: str, path: Sequence[str]) -> List[str]:
-    """SIDs to reach the path's destination: each transit core's End SID, then the
-    destination edge's decapsulation SID for the tenant (IPv4 service)."""
+    """SIDs to reach the path's destination: each transit node's End SID for the tenant,
+    then the destination edge's decapsulation SID for the tenant (IPv4 service)."""
     if not path:
         return []
-    sids = [inventory.nodes[n].end_sid for n in path[1:-1]]
+    sids = [inventory.tenant_end_sid(tenant, n) for n in path[1:-1]]
     sids.append(inventory.decap_sid(tenant, path[-1], 4))
     return sids
 
