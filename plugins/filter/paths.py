@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.galactic.npms.plugins.plugin_utils.overlay import overlay as node_overlay
 from ansible_collections.galactic.npms.plugins.plugin_utils.paths import PathsError, compute
 
 
@@ -19,8 +20,16 @@ def paths(inventory, measurements=None, tenant=None, traffic_class=None, current
         raise AnsibleFilterError("galactic.npms.paths: %s" % exc) from exc
 
 
+def overlay(inventory, node, paths=None, public_keys=None):
+    """inventory | galactic.npms.overlay(node, ...): the node's resource configs."""
+    try:
+        return node_overlay(inventory, node, paths=paths, public_keys=public_keys)
+    except PathsError as exc:
+        raise AnsibleFilterError("galactic.npms.overlay: %s" % exc) from exc
+
+
 class FilterModule:
     """galactic.npms filters."""
 
     def filters(self):
-        return {"paths": paths}
+        return {"paths": paths, "overlay": overlay}

@@ -14,6 +14,9 @@ from typing import Any, Optional, Sequence, Union
 
 from nornir.core.task import Result
 
+from npms.overlay import RESOURCE_ORDER, node_overlay
+from npms.resources import base as resource_base
+from npms.resources.registry import build as build_resource
 from npms.runner import CommandError
 
 from .connections import get_runner
@@ -71,3 +74,161 @@ def command(
         stderr=res.stderr,
         dry_run=False,
     )
+
+
+def overlay_keys(task: Any, inventory: Any, dry_run: Optional[bool] = None) -> Result:
+    """Create the host's WireGuard tunnels (no peers yet; keys generated on the node) and
+    return their public keys: ``result`` is ``{interface: {"public_key": ...}}``."""
+    tunnels = node_overlay(inventory, task.host.name)["wireguard"]
+    sub = resource(task, "wireguard", [dict(t, peers=[]) for t in tunnels], "merged", dry_run=dry_run)
+    if sub.failed:
+        return sub
+    return Result(host=task.host, result=(sub.result or {}).get("facts", {}), changed=sub.changed)
+
+
+def overlay(
+    task: Any,
+    inventory: Any,
+    paths: Optional[Sequence[Any]] = None,
+    public_keys: Optional[Any] = None,
+    state: str = "overridden",
+    dry_run: Optional[bool] = None,
+) -> Result:
+    """Apply the host's whole overlay (npms.overlay.node_overlay), resource by resource in
+    the order the roles use; stops at the first failure (that resource rolled back).
+
+    ``result`` maps each resource to its result dict; ``diff`` joins their diffs.
+    """
+    config = node_overlay(inventory, task.host.name, paths=paths or (), public_keys=public_keys or {})
+    results = {}
+    diffs = []
+    changed = False
+    for name in RESOURCE_ORDER:
+        if name not in config:
+            continue
+        sub = resource(task, name, config[name], state, dry_run=dry_run)
+        if sub.failed:
+            return Result(host=task.host, result=results, failed=True, exception=sub.exception, changed=changed)
+        results[name] = sub.result
+        changed = changed or sub.changed
+        if sub.diff:
+            diffs.append(f"# {name}\n{sub.diff}")
+    return Result(host=task.host, result=results, changed=changed, diff="".join(diffs))
+
+
+def resource(
+    task: Any,
+    resource_name: str,
+    config: Optional[Sequence[Any]] = None,
+    state: str = "merged",
+    dataplane: Optional[str] = None,
+    running_config: Optional[str] = None,
+    dry_run: Optional[bool] = None,
+    connection: Optional[str] = None,
+    vpp: Any = None,
+) -> Result:
+    """Manage one dataplane resource on the host: the same engine as the Ansible module
+    ``galactic.npms.<name>``.
+
+    Args:
+      resource_name: srv6_localsid, srv6_route, srv6_policy, srv6_steering, wireguard or
+        nftables (not ``name``: ``nr.run`` takes that for the task's own name).
+      config: the items, as for the module's ``config``.
+      state: merged, replaced, overridden, deleted, gathered, rendered or parsed.
+      dataplane: linux or vpp (default: the host's ``dataplane``, else linux).
+      running_config: text for state parsed.
+      dry_run: overrides Nornir's global dry run (check mode: the plan, no change).
+      connection: connection plugin for Linux (default as for :func:`command`).
+      vpp: a connected :class:`npms.drivers.vpp.VppClient` for the vpp dataplane
+        (default: connect to the host's ``npms_vpp_api_socket`` on this machine).
+
+    Returns:
+      ``result`` is the module's result dict (``commands``, ``before``, ``after``,
+      ``gathered``, ...); ``diff`` is the before/after text; ``changed`` as the module.
+      A bad item or a failed change fails the result with the message in ``exception``
+      (a failed change has been rolled back).
+    """
+    plane = dataplane or task.host.get("dataplane") or "linux"
+    runner = get_runner(task, connection) if plane == "linux" and state not in ("rendered", "parsed") else None
+    try:
+        res = build_resource(resource_name, plane, runner=runner, vpp=vpp,
+                             **({"vpp_socket": task.host["npms_vpp_api_socket"]} if task.host.get("npms_vpp_api_socket") else {}))
+        out = resource_base.run(res, config, state, check_mode=task.is_dry_run(dry_run), running_config=running_config)
+    except (resource_base.ResourceError, CommandError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    diff = ""
+    if out.diff:
+        diff = "--- before\n" + out.diff["before"] + "+++ after\n" + out.diff["after"]
+    return Result(host=task.host, result=out.to_dict(), changed=out.changed, diff=diff)
+
+
+def wireguard_key(
+    task: Any,
+    interface: str,
+    phase: str,
+    dry_run: Optional[bool] = None,
+    connection: Optional[str] = None,
+) -> Result:
+    """One phase of a WireGuard key rotation on the host (Linux): the same code as the
+    Ansible module ``galactic.npms.wireguard_key``.
+
+    Args:
+      interface: the WireGuard interface (made by the ``wireguard`` resource; not ``name``,
+        which ``nr.run`` takes for the task's own name).
+      phase: ``prepare`` (make the next key on the node; again: the same one),
+        ``commit`` (switch the interface to it) or ``abort`` (drop it).  Across nodes:
+        prepare, commit on the node, then at once replace the old public key with the new
+        one on its peers (see ``npms.resources.wireguard_linux.rotate`` for why).
+      dry_run: overrides Nornir's global dry run (check mode).
+      connection: connection plugin (default as for :func:`command`).
+
+    Returns:
+      ``result`` is ``{"changed", "public_key", "previous_public_key", "pending",
+      "commands"}``; private keys never leave the node.
+    """
+    from npms.resources.wireguard_linux import key_phase  # pylint: disable=import-outside-toplevel
+
+    try:
+        out = key_phase(get_runner(task, connection), interface, phase, check_mode=task.is_dry_run(dry_run))
+    except (resource_base.ResourceError, CommandError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    return Result(host=task.host, result=out, changed=out["changed"])
+
+
+def nftables(
+    task: Any,
+    config: Optional[Sequence[Any]] = None,
+    state: str = "merged",
+    rollback_timeout: int = 0,
+    dry_run: Optional[bool] = None,
+    connection: Optional[str] = None,
+) -> Result:
+    """The ``nftables`` resource with the module's rollback cookie (Linux): as
+    :func:`resource` with ``name="nftables"``, and with ``rollback_timeout`` > 0 the host
+    restores its previous tables after that many seconds unless :func:`nftables_confirm`
+    is run with ``result["rollback_cookie"]`` (from a new connection, to prove one works).
+    """
+    from npms.resources.nftables import NftTables  # pylint: disable=import-outside-toplevel
+
+    try:
+        res = NftTables(get_runner(task, connection), rollback_timeout=rollback_timeout)
+        out = resource_base.run(res, config, state, check_mode=task.is_dry_run(dry_run))
+    except (resource_base.ResourceError, CommandError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    result = out.to_dict()
+    if res.rollback_cookie:
+        result["rollback_cookie"] = res.rollback_cookie
+    diff = "--- before\n" + out.diff["before"] + "+++ after\n" + out.diff["after"] if out.diff else ""
+    return Result(host=task.host, result=result, changed=out.changed, diff=diff)
+
+
+def nftables_confirm(task: Any, cookie: str, rollback: bool = False, connection: Optional[str] = None) -> Result:
+    """Keep the nftables change behind ``cookie`` (cancel its pending rollback), or with
+    ``rollback=True`` restore the previous tables now.  Fails when the rollback already ran."""
+    from npms.resources.nftables import confirm_rollback, rollback_now  # pylint: disable=import-outside-toplevel
+
+    try:
+        (rollback_now if rollback else confirm_rollback)(get_runner(task, connection), cookie)
+    except (resource_base.ResourceError, CommandError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    return Result(host=task.host, result={"cookie": cookie, "rolled_back": rollback}, changed=True)
