@@ -6,12 +6,13 @@ can be forwarded hop by hop with the SIDs, routes and tunnels it renders."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
 
 from npms.inventory import load_inventory
-from npms.overlay import OverlayError, node_overlay, tunnel_name
+from npms.overlay import OverlayError, node_overlay, tunnel_name, tunnel_peer
 from npms.pce import compute_paths
 from npms.resources import base
 from npms.resources.srv6 import Srv6LocalSid, Srv6Policy, Srv6Route, Srv6Steering
@@ -73,6 +74,20 @@ def _tenant(lab, tid_hex):
     return next(t for t, ten in lab.tenants.items() if ten.tenant_id == int(tid_hex, 16))
 
 
+def test_vpp_nodes_name_tunnels_as_vpp_does_and_peers_still_find_each_other(lab):
+    inv = dataclasses.replace(lab, nodes={**lab.nodes, "core-fra": dataclasses.replace(lab.nodes["core-fra"], dataplane="vpp")})
+    nodes = ("core-fra", "edge-ber")
+    first = {n: node_overlay(inv, n) for n in nodes}
+    keys = {n: {wg["name"]: KEY for wg in first[n]["wireguard"]} for n in nodes}
+    fra = node_overlay(inv, "core-fra", public_keys=keys)["wireguard"]
+    assert {w["name"] for w in fra} == {"wg65543", "wg131079"}  # tenants 1 and 2, peer edge-ber (7)
+    assert all(len(w["peers"]) == 1 for w in fra)
+    ber = node_overlay(inv, "edge-ber", public_keys=keys)
+    assert tunnel_peer(inv, "edge-ber", "wg1-7-2") == "core-fra"
+    assert next(w for w in ber["wireguard"] if w["name"] == "wg1-7-2")["peers"][0]["endpoint"].endswith(":21007")
+    assert base.normalize_all(Wireguard(None), fra)
+
+
 def _next_hop(lab, overlays, node, sid):
     """Where ``node`` sends a packet for ``sid``: the peer at the end of the matching
     route's interface (longest prefix match)."""
@@ -82,8 +97,7 @@ def _next_hop(lab, overlays, node, sid):
     route = max(routes, key=lambda r: ipaddress.IPv6Network(r["prefix"]).prefixlen)
     ifname = route["interface"]
     if ifname.startswith("wg"):
-        peer_id = int(ifname.split("-")[2], 16)
-        return next(n for n, x in lab.nodes.items() if x.node_id == peer_id)
+        return tunnel_peer(lab, node, ifname)
     return ifname  # core links are named after the peer
 
 

@@ -9,7 +9,7 @@ The overlay it describes (docs/overlay.md):
 * **Tunnels.** One WireGuard interface per tenant and per tunnel link (access: edge -
   POP; direct: edge - edge, when both edges serve the tenant), on both ends.  Name
   ``wg<tenant id>-<node id>-<peer id>`` (hex; unique across all nodes, which wireguard-go
-  in the lab needs), listen port ``20000 + 1000 * tenant id + peer id % 1000``, endpoint
+  in the lab needs; on VPP nodes ``wg<tenant id * 65536 + peer id>``), listen port ``20000 + 1000 * tenant id + peer id % 1000``, endpoint
   the peer's WAN address.  Allowed IPs are ``::/0``: routes, not allowed-ips, choose the
   tunnel.
 * **SIDs.** Every transit node has an End SID per tenant (``Inventory.tenant_end_sid``,
@@ -53,7 +53,21 @@ class OverlayError(ValueError):
 
 # --- names and numbers ---------------------------------------------------------------
 def tunnel_name(inv: Inventory, tenant: str, node: str, peer: str) -> str:
-    return "wg%x-%x-%x" % (inv.tenants[tenant].tenant_id, inv.nodes[node].node_id, inv.nodes[peer].node_id)
+    """``wg<tenant>-<node>-<peer>`` (hex) on Linux; on VPP, which names WireGuard
+    interfaces ``wg<instance>`` itself, ``wg<tenant id * 65536 + peer id>`` (unique on
+    the node, which is all VPP needs)."""
+    tid, peer_id = inv.tenants[tenant].tenant_id, inv.nodes[peer].node_id
+    if inv.nodes[node].dataplane == "vpp":
+        return "wg%d" % (tid * 65536 + peer_id)
+    return "wg%x-%x-%x" % (tid, inv.nodes[node].node_id, peer_id)
+
+
+def tunnel_peer(inv: Inventory, node: str, name: str) -> str:
+    """The peer at the far end of ``node``'s tunnel ``name`` (the inverse of tunnel_name)."""
+    for tenant, peer, _link in tunnels(inv, node):
+        if tunnel_name(inv, tenant, node, peer) == name:
+            return peer
+    raise OverlayError(f"node {node}: {name} is not one of its tunnels")
 
 
 def tunnel_port(inv: Inventory, tenant: str, peer: str) -> int:

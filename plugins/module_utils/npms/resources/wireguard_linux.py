@@ -58,6 +58,7 @@ import ipaddress
 import json
 import re
 import shlex
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import fields as f
@@ -419,6 +420,7 @@ class WireguardLinux(Wireguard):
             raise ResourceError(f"cannot create {name}: the kernel has no WireGuard ({_last_line(kernel.stderr)}) "
                                 f"and wireguard-go could not run: {exc}") from None
         if user.ok:
+            self._wait_for_link(name)
             return
         detail = _wireguard_go_error(user.stdout + "\n" + user.stderr)
         hint = ""
@@ -427,6 +429,18 @@ class WireguardLinux(Wireguard):
                     f"{WIREGUARD_GO_SOCKET_DIR}/{name}.sock is shared by all namespaces: names must be unique on the machine)")
         raise ResourceError(f"cannot create {name}: the kernel has no WireGuard ({_last_line(kernel.stderr)}) "
                             f"and wireguard-go failed (exit {user.rc}): {detail}{hint}")
+
+    def _wait_for_link(self, name: str, timeout: float = 5.0) -> None:
+        """wireguard-go returns once its daemon is started; on a loaded machine the link
+        may show a moment later (seen under molecule with ten nodes at once)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.runner.run(["ip", "link", "show", "dev", name], check=False).ok:
+                return
+            if time.monotonic() > deadline:
+                raise ResourceError(f"cannot create {name}: wireguard-go exited 0 but the link did not appear within "
+                                    f"{timeout:g} s (its daemon died; see {WIREGUARD_GO_SOCKET_DIR}/{name}.sock)")
+            time.sleep(0.1)
 
     def _restore(self, before: Mapping[str, Any]) -> None:
         """Best effort after a modify failed half-way: back to ``before``."""
