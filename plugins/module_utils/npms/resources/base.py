@@ -130,6 +130,10 @@ class Resource:
     #: fields that ``merged`` merges element-wise by the given key instead of replacing
     #: (``{"peers": ("public_key",)}``)
     merge_lists: Dict[str, Tuple[str, ...]] = {}
+    #: fields only ``gather`` sets, to say what is wrong on the node (``incomplete``,
+    #: ``drift``); a wanted item never has them, so an item that carries one differs
+    #: and the next merged / replaced / overridden run repairs it
+    report_fields: Tuple[str, ...] = ()
 
     def __init__(self, driver: Any = None):
         self.driver = driver
@@ -274,13 +278,17 @@ def plan(resource: Resource, want: List[Dict[str, Any]], have: List[Dict[str, An
             changes.append(Change(MODIFY, key, before=old, after=target))
         result[key] = target
 
+    def target(item):
+        item = resource.defaults(item)
+        return {k: v for k, v in item.items() if k not in resource.report_fields}
+
     if state == "merged":
         for key, w in want_by.items():
             base = have_by.get(key)
-            put(key, resource.defaults(resource.merge_item(base, w) if base is not None else _drop_none(w)))
+            put(key, target(resource.merge_item(base, w) if base is not None else _drop_none(w)))
     elif state in ("replaced", "overridden"):
         for key, w in want_by.items():
-            put(key, resource.defaults(_drop_none(w)))
+            put(key, target(_drop_none(w)))
         if state == "overridden":
             for key, h in have_by.items():
                 if key not in want_by:

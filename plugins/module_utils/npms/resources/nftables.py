@@ -587,6 +587,7 @@ class NftTables(Resource):
     transaction, with an optional self-restoring rollback (see the module docstring)."""
 
     name = "nftables"
+    report_fields = ("drift",)
     key_fields = ("tenant",)
     merge_lists = {"classes": ("name",), "security_groups": ("name",)}
 
@@ -716,7 +717,6 @@ class NftTables(Resource):
         return rule
 
     def defaults(self, item: Dict[str, Any]) -> Dict[str, Any]:
-        item.pop("drift", None)
         where = f"{self.name}: tenant {item['tenant']}"
         if not item.get("interfaces"):
             raise ResourceError(f"{where}: interfaces is required to create or replace a tenant's table")

@@ -467,6 +467,7 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
     """SR policies as routing tables of seg6 encap routes (see the module docstring)."""
 
     dataplane = "linux"
+    report_fields = ("incomplete",)
     SHOW = (ALL_V6, ALL_V4, TUNSRC)
 
     def __init__(self, driver: Any = None):
@@ -563,7 +564,6 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
     # checking and planning
     def defaults(self, item: Dict[str, Any]) -> Dict[str, Any]:
         item = dict(super().defaults(item))
-        item.pop("incomplete", None)
         if len(item["segment_lists"]) == 1 and item["segment_lists"][0]["weight"] != 1:
             # one list: no nexthop weight to keep (the kernel takes every packet down it)
             item["segment_lists"] = [dict(item["segment_lists"][0], weight=1)]
@@ -572,11 +572,6 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
             if source:
                 item["encap_source"] = source
         return item
-
-    def merge_item(self, have: Dict[str, Any], want: Dict[str, Any]) -> Dict[str, Any]:
-        out = super().merge_item(have, want)
-        out.pop("incomplete", None)
-        return out
 
     def check_items(self, items: List[Dict[str, Any]]) -> None:
         super().check_items(items)
@@ -895,6 +890,7 @@ class Srv6SteeringLinux(_Steps, Srv6Steering):
     """Steering by class and prefix: nftables marks, ip rules into policy tables."""
 
     dataplane = "linux"
+    report_fields = ("incomplete",)
     SHOW = (RULES_V4, RULES_V6, NFT_SHOW, ALL_V6)
 
     def __init__(self, driver: Any = None):
@@ -1010,16 +1006,6 @@ class Srv6SteeringLinux(_Steps, Srv6Steering):
     def _pref(prefix: str) -> int:
         net = ipaddress.ip_network(prefix)
         return STEER_PREF_BASE + net.max_prefixlen - net.prefixlen
-
-    def defaults(self, item: Dict[str, Any]) -> Dict[str, Any]:
-        item = dict(super().defaults(item))
-        item.pop("incomplete", None)
-        return item
-
-    def merge_item(self, have: Dict[str, Any], want: Dict[str, Any]) -> Dict[str, Any]:
-        out = super().merge_item(have, want)
-        out.pop("incomplete", None)
-        return out
 
     def check_items(self, items: List[Dict[str, Any]]) -> None:
         super().check_items(items)
