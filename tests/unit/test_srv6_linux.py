@@ -476,6 +476,18 @@ def test_failed_change_is_rolled_back_in_reverse_order():
                           "ip -6 route del fc00:0:1::7/128 table main proto 202"]
 
 
+def test_a_kernel_without_srv6_is_named():
+    class NoSeg6(FakeRunner):
+        def _result(self, argv, rc, stderr, check):
+            return super()._result(argv, rc, "Error: lwt encapsulation type not supported.", check)
+
+    runner = NoSeg6("localsid_route", fail=["fc00:0:1::7/128"])
+    with pytest.raises(ResourceError) as err:
+        base.run(resource("srv6_localsid", runner), [{"sid": "fc00:0:1::7"}], "merged")
+    assert "this kernel has no SRv6 lightweight tunnels" in str(err.value)
+    assert "CONFIG_IPV6_SEG6_LWTUNNEL" in str(err.value)
+
+
 def test_failed_policy_step_undoes_the_steps_of_its_own_change():
     runner = FakeRunner("policy", fail=["ip -4 route add default table 268435469"])
     with pytest.raises(ResourceError) as err:

@@ -74,8 +74,6 @@ class ScriptedRunner(Runner):
             elif argv == ("ip", "-j", "addr", "show"):
                 out = json.dumps([{"ifname": n, "addr_info": [{"local": a.split("/")[0], "prefixlen": int(a.split("/")[1])} for a in al]}
                                   for n, al in self.addrs.items()])
-            elif argv == ("wg", "show", "interfaces"):
-                out = " ".join(sorted({ln.split("\t")[0] for ln in self.dump.splitlines() if ln})) + "\n"
             elif argv[:4] == ("sh", "-c", DUMP_SCRIPT, "sh"):
                 out = "".join(ln + "\n" for ln in self.dump.splitlines() if ln and ln.split("\t")[0] in argv[4:])
             elif argv[:2] == ("test", "-s"):
@@ -88,9 +86,13 @@ class ScriptedRunner(Runner):
             elif argv[:2] == ("sh", "-c") and argv[2].startswith("wg pubkey < "):
                 out = NEXT_KEY + "\n"
             elif argv[:2] == ("wg", "show") and argv[-1] == "public-key":
-                out = NODE_KEY + "\n"
+                # wg reaches wireguard-go's socket of that name in any namespace
+                if argv[2] in {ln.split("\t")[0] for ln in self.dump.splitlines() if ln}:
+                    out = NODE_KEY + "\n"
+                else:
+                    rc, err = 1, "Unable to access interface: No such device\n"
             elif argv[:1] == ("wireguard-go",) and not any(lk["ifname"] == argv[1] for lk in self.links):
-                self.links.append({"ifname": argv[1], "mtu": 1420})  # its daemon makes the link
+                self.links.append({"ifname": argv[1], "mtu": 1420, "linkinfo": {"info_kind": "tun"}})  # its daemon makes the link
         result = Result(argv, rc, out, err)
         if check and rc != 0:
             raise CommandError(self.where, argv, rc, out, err)
@@ -105,7 +107,7 @@ class ScriptedRunner(Runner):
 
 def node_with(name="wg1", owned=True, listen_port=21001, peers=(), mtu=1420, addresses=("10.255.0.1/31",),
               extra_links=(), extra_dump=""):
-    link = {"ifname": name, "mtu": mtu}
+    link = {"ifname": name, "mtu": mtu, "linkinfo": {"info_kind": "tun"}}
     if owned:
         link["ifalias"] = OWNER_ALIAS
     lines = [f"{name}\t{HIDDEN}\t{NODE_KEY}\t{listen_port}\toff"]
@@ -528,3 +530,17 @@ def test_the_dump_script_blanks_secrets_on_the_node(tmp_path):
     with pytest.raises(CommandError) as err:
         LocalRunner().run(["sh", "-c", DUMP_SCRIPT, "sh", "wg1", "gone"], env=env)
     assert "No such device" in str(err.value) and private not in str(err.value) + err.value.stdout
+
+
+def test_no_command_scans_every_wireguard_socket():
+    """`wg show interfaces` / `wg show all` connect to every wireguard-go socket on the
+    machine and unlink one caught between bind and listen, killing another namespace's
+    tunnel: gather, apply and delete name their own interfaces only."""
+    runner = node_with(name="other")
+    runner.fail[("ip", "link", "add")] = (2, "", "Error: Unknown device type.\n")
+    base.run(resource(runner), [ITEM], "merged")
+    base.run(resource(runner), [ITEM], "gathered")
+    base.run(resource(runner), [{"name": "wg1"}], "deleted")
+    scans = [c for c in runner.calls if c[:2] == ("wg", "show") and (len(c) < 3 or c[2] in ("all", "interfaces"))]
+    assert scans == []
+    assert ("wireguard-go", "wg1") in runner.calls

@@ -149,6 +149,9 @@ def _explain(exc: CommandError) -> str:
     if "File exists" in (exc.stderr or ""):
         text += (f" (a route or rule that npms does not own, i.e. not protocol {RT_PROTO}, is in the way; "
                  "remove it or leave it to its owner)")
+    if "lwt encapsulation type not supported" in (exc.stderr or ""):
+        text += (" (this kernel has no SRv6 lightweight tunnels: it was built without CONFIG_IPV6_SEG6_LWTUNNEL, "
+                 "or the seg6 code is a module that is not loaded; `zcat /proc/config.gz | grep SEG6` tells)")
     return text
 
 

@@ -11,7 +11,9 @@ Interfaces
   socket is ``/var/run/wireguard/<name>.sock`` on the file system, which all network
   namespaces of a machine share, and ``wg`` in any namespace talks to it: interface names
   must therefore be unique across all namespaces of a machine (a name already used in
-  another namespace is refused before anything changes).
+  another namespace is refused before anything changes).  Nothing here lists that
+  directory (``wg show interfaces`` / ``all``): ``wg`` unlinks a socket that refuses its
+  connection, as a starting wireguard-go's does for an instant, and the daemon then exits.
 
 Ownership
   galactic.npms owns the WireGuard interfaces whose link alias (``ip link set <if> alias``)
@@ -87,6 +89,14 @@ DUMP_SCRIPT = (
     "NF == 8 { print i, $1, \"" + HIDDEN + "\", $3, $4, $5, $6, $7, $8 }'; done"
 )
 _WG_GO_ERROR_RE = re.compile(r"^ERROR: \([^)]*\) \S+ \S+ (.*)$")
+
+
+#: link kinds of WireGuard interfaces: the kernel's, and wireguard-go's tun device
+WIREGUARD_LINK_KINDS = ("wireguard", "tun")
+
+
+def _link_kind(link: Mapping[str, Any]) -> Optional[str]:
+    return (link.get("linkinfo") or {}).get("info_kind")
 
 
 def _join(argv: Sequence[str]) -> str:
@@ -204,7 +214,6 @@ class WireguardLinux(Wireguard):
         self._public_keys: Dict[str, Optional[str]] = {}
         self._endpoints: Dict[Tuple[str, str], str] = {}
         self._links: Dict[str, Dict[str, Any]] = {}
-        self._wg_names: set = set()
         self._secrets: List[str] = []
         self._removed_keys: List[_RemoveKeys] = []
         self._new_keys: List[str] = []
@@ -224,10 +233,12 @@ class WireguardLinux(Wireguard):
             for a in link.get("addr_info", []):
                 if a.get("local") and a.get("prefixlen") is not None:
                     addrs.setdefault(link["ifname"], []).append(str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")))
-        # every WireGuard interface wg can reach (those of other namespaces too, through
-        # wireguard-go's shared sockets), to refuse their names
-        self._wg_names = set(self.runner.run(["wg", "show", "interfaces"]).stdout.split())
-        owned = sorted(n for n, link in links.items() if link.get("ifalias") == OWNER_ALIAS and n in self._wg_names)
+        # Never `wg show interfaces`: it connects to every socket in the shared directory and
+        # unlinks one that refuses, which is what a wireguard-go socket does for a moment
+        # between bind and listen; the daemon, watching its socket, then exits and takes its
+        # link along (another namespace's tunnel vanished at random under molecule).
+        owned = sorted(n for n, link in links.items()
+                       if link.get("ifalias") == OWNER_ALIAS and _link_kind(link) in WIREGUARD_LINK_KINDS)
         dump: Dict[str, Dict[str, Any]] = {}
         if owned:
             text = self.runner.run(["sh", "-c", DUMP_SCRIPT, "sh", *owned]).stdout
@@ -365,7 +376,9 @@ class WireguardLinux(Wireguard):
         if name in self._links:
             raise ResourceError(f"{where}: a link of that name exists and is not managed by galactic.npms "
                                 f"(its alias is not {OWNER_ALIAS!r}); delete it or choose another name")
-        if name in self._wg_names:
+        # Only this name's socket is probed (names are unique on the machine, so no other
+        # namespace is creating it now); `wg show` reaches a live daemon of any namespace.
+        if self.runner.run(["wg", "show", name, "public-key"], check=False).ok:
             raise ResourceError(f"{where}: a WireGuard interface of that name exists in another network namespace "
                                 f"(wireguard-go's control socket {WIREGUARD_GO_SOCKET_DIR}/{name}.sock is shared by all "
                                 "namespaces, so names must be unique on the machine)")
