@@ -40,6 +40,7 @@ from .model import (
     LINK_KINDS,
     ROLES,
     SLA_MODES,
+    UPSTREAM_MODES,
     Attachment,
     Fec,
     Interface,
@@ -74,6 +75,7 @@ HOST_KEYS = (
     "npms_locator",
     "npms_loopback",
     "npms_wan_address",
+    "npms_upstreams",
     "npms_asn",
     "npms_interfaces",
 )
@@ -1002,6 +1004,9 @@ def _build_nodes(
             sc.add(
                 "npms_asn", "only customer routers have their own ASN (edges speak the tenant's npms_tenants.<t>.asn)"
             )
+        upstreams = sc.text("npms_upstreams", default="static", choices=UPSTREAM_MODES)
+        if upstreams == "auto" and role not in ("edge", None, ""):
+            sc.add("npms_upstreams", "only edges choose their POPs by triangulation")
         interfaces = _build_interfaces(sc, dataplane or "linux")
 
         nodes[name] = Node(
@@ -1015,6 +1020,7 @@ def _build_nodes(
             wan_address=wan,
             asn=asn,
             interfaces=interfaces,
+            auto_upstreams=upstreams == "auto",
         )
         scopes[name] = sc
     return nodes, scopes
@@ -1268,8 +1274,9 @@ def _build_tenants(
             elif text in edges:
                 sc.add(f"edges[{i}]", f"edge {text!r} is listed twice")
             else:
-                if text not in access_edges:
-                    sc.add(f"edges[{i}]", f"edge {text!r} has no access link to any POP")
+                if text not in access_edges and not nodes[text].auto_upstreams:
+                    sc.add(f"edges[{i}]", f"edge {text!r} has no access link to any POP (declare them, or set "
+                                          "npms_upstreams: auto on the edge to let the controller choose 3 by triangulation)")
                 edges.append(text)
 
         attachments = _build_attachments(sc, tname, edges, nodes, attachment_pairs, customer_owner)
@@ -1563,6 +1570,8 @@ def inventory_to_data(inv: Inventory) -> Dict[str, Any]:
                 {"name": i.name, "addresses": list(i.addresses), "peer": i.peer, "mtu": i.mtu} for i in n.interfaces
             ],
         }
+        if n.auto_upstreams:  # only then: the golden files of static inventories stay as they are
+            hosts[name]["npms_upstreams"] = "auto"
     return {
         "hosts": hosts,
         "npms_sites": {

@@ -23,6 +23,7 @@ DATAPLANES = ("linux", "vpp")
 LINK_KINDS = ("core", "access", "direct", "attachment")
 # access (edge-POP) and direct (edge-edge) links are carried in WireGuard tunnels.
 TUNNEL_LINK_KINDS = ("access", "direct")
+UPSTREAM_MODES = ("static", "auto")  # npms_upstreams: declared access links, or triangulation
 SLA_MODES = ("lowest_cost", "lowest_latency", "zero_loss", "lossless_fec", "sustained_bandwidth")
 # Width of the per-tenant, per-edge SRv6 locator carved from a tenant's locator block;
 # the edge's node_id selects which one.
@@ -59,6 +60,7 @@ class Node:
     wan_address: Optional[str] = None  # underlay address (WireGuard endpoint)
     asn: Optional[int] = None  # customer routers: the customer's own ASN
     interfaces: Tuple[Interface, ...] = ()
+    auto_upstreams: bool = False  # edges: the controller picks its POPs (npms.triangulate)
 
     @functools.cached_property
     def end_sid(self) -> Optional[str]:
