@@ -232,3 +232,120 @@ def nftables_confirm(task: Any, cookie: str, rollback: bool = False, connection:
     except (resource_base.ResourceError, CommandError) as exc:
         return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
     return Result(host=task.host, result={"cookie": cookie, "rolled_back": rollback}, changed=True)
+
+
+def _probe_python(task: Any, runner: Any) -> str:
+    """The node's Python for probe commands: the host's ``npms_python``, else this very
+    interpreter for a namespace or local runner (same machine, npms installed), else
+    ``python3``."""
+    import sys  # pylint: disable=import-outside-toplevel
+
+    from npms.runner import LocalRunner, NetnsRunner  # pylint: disable=import-outside-toplevel
+
+    if task.host.get("npms_python"):
+        return str(task.host["npms_python"])
+    return sys.executable if isinstance(runner, (LocalRunner, NetnsRunner)) else "python3"
+
+
+def probe(
+    task: Any,
+    targets: Optional[Sequence[Any]] = None,
+    inventory: Any = None,
+    kinds: Sequence[str] = ("icmp", "udp"),
+    count: int = 10,
+    interval: float = 0.05,
+    timeout: float = 1.0,
+    udp_port: int = 9876,
+    tcp_port: int = 9877,
+    iperf: bool = False,
+    iperf_only: bool = False,
+    iperf_seconds: int = 5,
+    iperf_port: int = 5201,
+    dry_run: Optional[bool] = None,  # pylint: disable=unused-argument
+    connection: Optional[str] = None,
+) -> Result:
+    """Probe from the host: the same code as the Ansible module ``galactic.npms.probe``,
+    run ON the node (``python -m npms.probe run`` through the host's runner, inside its
+    namespace in the lab), samples back as JSON.
+
+    Args:
+      targets: ``[{"dst", "address", "tenant", "kinds"}]``; default
+        ``npms.probe.probe_targets(inventory, host)`` (``inventory``: an
+        :class:`npms.model.Inventory`, default the host's model from NpmsInventory).
+      kinds, count, interval, timeout, udp_port, tcp_port: as the module's options.
+      iperf: also one bounded iperf3 run per target address; ``iperf_only``: only those
+        (the rare schedule).  ``iperf_seconds`` is at most 10.
+      dry_run: accepted like every task's; probing changes nothing, so it runs in a dry
+        run too and never reports ``changed``.
+      connection: connection plugin (default as for :func:`command`).
+
+    Returns:
+      ``result`` is ``{"samples", "failed_targets", "errors"}`` as the module returns.
+    """
+    import json  # pylint: disable=import-outside-toplevel
+
+    from npms.probe import ProbeError, probe_targets  # pylint: disable=import-outside-toplevel
+
+    try:
+        if targets is None:
+            if inventory is None:
+                from .inventory import inventory_model  # pylint: disable=import-outside-toplevel
+
+                inventory = inventory_model(task.host)
+            targets = probe_targets(inventory, task.host.name)
+        runner = get_runner(task, connection)
+        argv = [_probe_python(task, runner), "-m", "npms.probe", "run", "--targets", "-", "--src", task.host.name,
+                "--kinds", ",".join(kinds), "--count", count, "--interval", interval, "--timeout", timeout,
+                "--udp-port", udp_port, "--tcp-port", tcp_port, "--iperf-seconds", iperf_seconds,
+                "--iperf-port", iperf_port]
+        argv += ["--iperf"] if iperf else []
+        argv += ["--iperf-only"] if iperf_only else []
+        n = len(targets)
+        per = max([len(kinds)] + [len(t.get("kinds") or ()) for t in targets])
+        bound = 60.0 + n * per * (count * interval + timeout + 5) + (n * (iperf_seconds + 12) if iperf or iperf_only else 0)
+        res = runner.run(argv, stdin=json.dumps(list(targets)), check=True, timeout=bound)
+        out = json.loads(res.stdout)
+    except (CommandError, ProbeError, ValueError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    return Result(host=task.host, result=out, changed=False)
+
+
+def probe_responder(
+    task: Any,
+    state: str = "started",
+    pidfile: Optional[str] = None,
+    bind: str = "::",
+    udp_port: int = 9876,
+    tcp_port: int = 9877,
+    iperf: bool = False,
+    iperf_port: int = 5201,
+    dry_run: Optional[bool] = None,
+    connection: Optional[str] = None,
+) -> Result:
+    """Start or stop the host's probe responder (and iperf3 server): the same code as the
+    Ansible module ``galactic.npms.probe_responder``, through the host's runner.
+
+    Args:
+      state: ``started`` or ``stopped``.
+      pidfile: default ``/run/npms/probe-responder-<host>.pid`` (lab namespaces share
+        ``/run``, so each host gets its own).
+      bind, udp_port, tcp_port, iperf, iperf_port: as the module's options.
+      dry_run: overrides Nornir's global dry run (check mode).
+      connection: connection plugin (default as for :func:`command`).
+
+    Returns:
+      ``result`` is ``{"changed", "pid", "iperf_pid", "commands"}``; ``diff`` says what
+      ran before and after.
+    """
+    from npms.probe import RUN_DIR, ProbeError, responder_state  # pylint: disable=import-outside-toplevel
+
+    try:
+        runner = get_runner(task, connection)
+        out = responder_state(runner, state, pidfile=pidfile or f"{RUN_DIR}/probe-responder-{task.host.name}.pid",
+                              bind=bind, udp_port=udp_port, tcp_port=tcp_port, iperf=iperf, iperf_port=iperf_port,
+                              python=_probe_python(task, runner), check_mode=task.is_dry_run(dry_run))
+    except (CommandError, ProbeError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    diff = out.pop("diff")
+    text = "--- before\n" + diff["before"] + "+++ after\n" + diff["after"] if out["changed"] else ""
+    return Result(host=task.host, result=out, changed=out["changed"], diff=text)

@@ -41,6 +41,7 @@ COMMANDS = (
     ("paths", "compute paths for every tenant, class and edge pair", ".cli:setup_paths"),
     ("lab", "the inventory's network in network namespaces: up, down, status, impair, restore", ".lab_cli:setup_lab"),
     ("containerlab", "write the lab as a containerlab topology (for Docker hosts)", "npms_lab.containerlab:setup_containerlab"),
+    ("probe", "active probes: responder, run (samples as JSON), targets (who probes whom)", ".probe:setup_probe"),
 )
 
 
