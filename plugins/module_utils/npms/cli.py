@@ -42,6 +42,7 @@ COMMANDS = (
     ("lab", "the inventory's network in network namespaces: up, down, status, impair, restore", ".lab_cli:setup_lab"),
     ("containerlab", "write the lab as a containerlab topology (for Docker hosts)", "npms_lab.containerlab:setup_containerlab"),
     ("probe", "active probes: responder, run (samples as JSON), targets (who probes whom)", ".probe:setup_probe"),
+    ("api", "the controller's HTTP API: node tokens, serve", ".api:setup_api"),
 )
 
 
