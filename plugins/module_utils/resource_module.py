@@ -46,7 +46,9 @@ def _clean(items):
     return items
 
 
-def main(resource_name, config_options, dataplane=True, extra=None, required_if=None):
+def main(resource_name, config_options, dataplane=True, extra=None, required_if=None, build_options=None):
+    """``build_options`` maps module options to the resource's own constructor options
+    (a callable of the params, or an option name)."""
     module = AnsibleModule(
         argument_spec=argument_spec(config_options, dataplane, extra),
         required_if=[("state", "parsed", ("running_config",)), ("state", "rendered", ("config",))] + list(required_if or []),
@@ -59,6 +61,8 @@ def main(resource_name, config_options, dataplane=True, extra=None, required_if=
             dataplane=params.get("dataplane") or "linux",
             vpp_socket=params.get("vpp_api_socket") or DEFAULT_VPP_SOCKET,
             vpp_api_dir=params.get("vpp_api_dir"),
+            **{name: (source(params) if callable(source) else params.get(source))
+               for name, source in (build_options or {}).items()}
         )
         result = base.run(resource, _clean(params["config"]), params["state"], module.check_mode, params.get("running_config"))
     except base.ResourceError as exc:

@@ -10,7 +10,7 @@ Each task reaches its node through the host's npms runner (see
 from __future__ import annotations
 
 import shlex
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from nornir.core.task import Result
 
@@ -93,13 +93,16 @@ def overlay(
     public_keys: Optional[Any] = None,
     state: str = "overridden",
     dry_run: Optional[bool] = None,
+    routes: Optional[Mapping[str, Any]] = None,
 ) -> Result:
     """Apply the host's whole overlay (npms.overlay.node_overlay), resource by resource in
     the order the roles use; stops at the first failure (that resource rolled back).
+    ``routes`` is the collected route table (:func:`bgp_routes`, ``npms.bgp.route_table``):
+    edges steer what the customers announced rather than everything the inventory allows.
 
     ``result`` maps each resource to its result dict; ``diff`` joins their diffs.
     """
-    config = node_overlay(inventory, task.host.name, paths=paths or (), public_keys=public_keys or {})
+    config = node_overlay(inventory, task.host.name, paths=paths or (), public_keys=public_keys or {}, routes=routes)
     results = {}
     diffs = []
     changed = False
@@ -126,13 +129,15 @@ def resource(
     dry_run: Optional[bool] = None,
     connection: Optional[str] = None,
     vpp: Any = None,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> Result:
     """Manage one dataplane resource on the host: the same engine as the Ansible module
     ``galactic.npms.<name>``.
 
     Args:
-      resource_name: srv6_localsid, srv6_route, srv6_policy, srv6_steering, wireguard or
-        nftables (not ``name``: ``nr.run`` takes that for the task's own name).
+      resource_name: srv6_localsid, srv6_route, srv6_policy, srv6_steering, wireguard,
+        nftables or frr_bgp (not ``name``: ``nr.run`` takes that for the task's own name).
+      options: the resource's own options (frr_bgp: ``pathspace``, ``collect_routes``).
       config: the items, as for the module's ``config``.
       state: merged, replaced, overridden, deleted, gathered, rendered or parsed.
       dataplane: linux or vpp (default: the host's ``dataplane``, else linux).
@@ -148,11 +153,13 @@ def resource(
       A bad item or a failed change fails the result with the message in ``exception``
       (a failed change has been rolled back).
     """
-    plane = dataplane or task.host.get("dataplane") or "linux"
+    # FRR runs beside the dataplane: BGP is configured the Linux way on VPP nodes too
+    plane = "linux" if resource_name == "frr_bgp" else dataplane or task.host.get("dataplane") or "linux"
     runner = get_runner(task, connection) if plane == "linux" and state not in ("rendered", "parsed") else None
     try:
         res = build_resource(resource_name, plane, runner=runner, vpp=vpp,
-                             **({"vpp_socket": task.host["npms_vpp_api_socket"]} if task.host.get("npms_vpp_api_socket") else {}))
+                             **({"vpp_socket": task.host["npms_vpp_api_socket"]} if task.host.get("npms_vpp_api_socket") else {}),
+                             **dict(options or {}))
         out = resource_base.run(res, config, state, check_mode=task.is_dry_run(dry_run), running_config=running_config)
     except (resource_base.ResourceError, CommandError) as exc:
         return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
@@ -160,6 +167,32 @@ def resource(
     if out.diff:
         diff = "--- before\n" + out.diff["before"] + "+++ after\n" + out.diff["after"]
     return Result(host=task.host, result=out.to_dict(), changed=out.changed, diff=diff)
+
+
+def bgp(
+    task: Any,
+    inventory: Any,
+    routes: Optional[Mapping[str, Any]] = None,
+    state: str = "overridden",
+    dry_run: Optional[bool] = None,
+) -> Result:
+    """The host's BGP from the inventory (``npms.bgp``): on an edge, one view per tenant
+    attached there, advertising the tenant's prefixes behind its other edges (from
+    ``routes`` when given); on a customer router, its default instance."""
+    from npms.bgp import customer_bgp_config, edge_bgp_config  # pylint: disable=import-outside-toplevel
+
+    role = inventory.nodes[task.host.name].role
+    config = edge_bgp_config(inventory, task.host.name, routes) if role == "edge" else customer_bgp_config(inventory, task.host.name)
+    return resource(task, "frr_bgp", config, state, dry_run=dry_run)
+
+
+def bgp_routes(task: Any) -> Result:
+    """What the host's tenants' customers announce: ``result`` is ``{tenant: {"sessions",
+    "learned", "filtered"}}`` (feed the edges' results to ``npms.bgp.route_table``)."""
+    sub = resource(task, "frr_bgp", None, "gathered", options={"collect_routes": True})
+    if sub.failed:
+        return sub
+    return Result(host=task.host, result=(sub.result or {}).get("facts", {}).get("bgp", {}), changed=False)
 
 
 def wireguard_key(

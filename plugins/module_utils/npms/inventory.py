@@ -39,6 +39,7 @@ from .model import (
     DATAPLANES,
     LINK_KINDS,
     ROLES,
+    BGP_SESSIONS,
     SLA_MODES,
     UPSTREAM_MODES,
     Attachment,
@@ -95,7 +96,7 @@ PROFILE_KEYS = (
     "allow_direct",
 )
 TENANT_KEYS = ("asn", "tenant_id", "locator_block", "edges", "attachments", "traffic_classes")
-ATTACHMENT_KEYS = ("edge", "customer", "prefixes", "max_prefix_len_v4", "max_prefix_len_v6")
+ATTACHMENT_KEYS = ("edge", "customer", "prefixes", "max_prefix_len_v4", "max_prefix_len_v6", "bgp_session")
 CLASS_KEYS = ("dscp", "sla", "fallback", "fec", "rate_limit_mbps", "default")
 FEC_KEYS = ("data", "parity")
 PCE_KEYS = ("hysteresis_pct", "hysteresis_min", "max_candidates", "backup")
@@ -1338,6 +1339,7 @@ def _build_attachments(
                     f"{customer} is already attached at {edge} (attachments[{seen_pairs[(edge, customer)]}])",
                 )
             seen_pairs.setdefault((edge, customer), i)
+        session = asc.text("bgp_session", default="dual", choices=BGP_SESSIONS)
         cap4 = asc.integer("max_prefix_len_v4", lo=0, hi=32, default=24)
         cap6 = asc.integer("max_prefix_len_v6", lo=0, hi=128, default=48)
         nets: List[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]] = []
@@ -1374,6 +1376,7 @@ def _build_attachments(
                 prefixes=tuple(str(n) for n in sorted(nets, key=lambda n: (n.version, n))),
                 max_prefix_len_v4=cap4 if cap4 is not None else 24,
                 max_prefix_len_v6=cap6 if cap6 is not None else 48,
+                bgp_session=session or "dual",
             )
         )
     return tuple(sorted(out, key=lambda a: (a.edge, a.customer)))
@@ -1620,6 +1623,7 @@ def inventory_to_data(inv: Inventory) -> Dict[str, Any]:
                         "prefixes": list(a.prefixes),
                         "max_prefix_len_v4": a.max_prefix_len_v4,
                         "max_prefix_len_v6": a.max_prefix_len_v6,
+                        "bgp_session": a.bgp_session,
                     }
                     for a in t.attachments
                 ],

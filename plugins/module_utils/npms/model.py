@@ -23,7 +23,8 @@ DATAPLANES = ("linux", "vpp")
 LINK_KINDS = ("core", "access", "direct", "attachment")
 # access (edge-POP) and direct (edge-edge) links are carried in WireGuard tunnels.
 TUNNEL_LINK_KINDS = ("access", "direct")
-UPSTREAM_MODES = ("static", "auto")  # npms_upstreams: declared access links, or triangulation
+UPSTREAM_MODES = ("static", "auto")
+BGP_SESSIONS = ("dual", "unnumbered")  # attachments: how the edge peers with the customer router  # npms_upstreams: declared access links, or triangulation
 SLA_MODES = ("lowest_cost", "lowest_latency", "zero_loss", "lossless_fec", "sustained_bandwidth")
 # Width of the per-tenant, per-edge SRv6 locator carved from a tenant's locator block;
 # the edge's node_id selects which one.
@@ -145,6 +146,9 @@ class Attachment:
     prefixes: Tuple[str, ...]  # allowed customer prefixes (CIDR)
     max_prefix_len_v4: int = 24
     max_prefix_len_v6: int = 48
+    #: dual: an IPv4 session for IPv4 and an IPv6 session for IPv6 (over the link's
+    #: addresses); unnumbered: one session over IPv6 link-local for both (RFC 5549)
+    bgp_session: str = "dual"
 
 
 @dataclass(frozen=True)

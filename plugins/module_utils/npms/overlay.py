@@ -233,9 +233,14 @@ def _attachment_ifs(inv: Inventory, tenant: str, node: str) -> List[str]:
     return sorted(interface_to(inv.nodes[node], a.customer) for a in inv.tenants[tenant].attachments if a.edge == node)
 
 
-def policy_and_steering(inv: Inventory, node: str, paths: Iterable[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+def policy_and_steering(inv: Inventory, node: str, paths: Iterable[Mapping[str, Any]],
+                        routes: Optional[Mapping[str, Mapping[str, Sequence[str]]]] = None,
+                        ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """SR policies and steering of edge ``node`` from path results (dicts as the paths
-    lookup returns them); results without a path are left out (unreachable)."""
+    lookup returns them); results without a path are left out (unreachable).  The
+    prefixes steered towards a destination edge are those its customers announced
+    (``routes``, ``{tenant: {edge: [prefix]}}``, see ``npms.bgp``), else every prefix the
+    inventory allows there."""
     policies: Dict[str, Dict[str, Any]] = {}
     steering: List[Dict[str, Any]] = []
     for r in paths:
@@ -253,7 +258,10 @@ def policy_and_steering(inv: Inventory, node: str, paths: Iterable[Mapping[str, 
         if not ingress:
             continue
         sids = [str(s) for s in r["sid_list"]]
-        prefixes = [p for a in ten.attachments if a.edge == dst for p in a.prefixes]
+        if routes is not None:
+            prefixes = list((routes.get(tenant) or {}).get(dst) or [])
+        else:
+            prefixes = [p for a in ten.attachments if a.edge == dst for p in a.prefixes]
         for family in (4, 6):
             fam_prefixes = [p for p in prefixes if ipaddress.ip_network(p).version == family]
             if not fam_prefixes:
@@ -307,8 +315,10 @@ def node_overlay(
     node: str,
     paths: Optional[Sequence[Mapping[str, Any]]] = None,
     public_keys: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    routes: Optional[Mapping[str, Mapping[str, Sequence[str]]]] = None,
 ) -> Dict[str, List[Dict[str, Any]]]:
-    """Every resource's config for ``node`` (a core or edge), keyed by resource name."""
+    """Every resource's config for ``node`` (a core or edge), keyed by resource name
+    (``routes``: the collected route table, see :func:`policy_and_steering`)."""
     if node not in inv.nodes:
         raise OverlayError(f"node {node!r} is not in the inventory ({inv.source})")
     n = inv.nodes[node]
@@ -320,6 +330,6 @@ def node_overlay(
         "srv6_route": route_config(inv, node),
     }
     if n.role == "edge":
-        out["srv6_policy"], out["srv6_steering"] = policy_and_steering(inv, node, paths or ())
+        out["srv6_policy"], out["srv6_steering"] = policy_and_steering(inv, node, paths or (), routes)
         out["nftables"] = nftables_config(inv, node)
     return out

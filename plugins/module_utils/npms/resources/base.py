@@ -174,6 +174,11 @@ class Resource:
         """Extra facts to return after a run (e.g. WireGuard public keys)."""
         return {}
 
+    def diff_text(self, items: Iterable[Mapping[str, Any]]) -> str:
+        """``--diff`` text of (redacted) items; a resource whose node speaks a
+        configuration language (FRR) shows that instead of JSON."""
+        return to_text(items)
+
     # --- may override -------------------------------------------------------------------
     def apply(self, changes: Sequence[Change]) -> None:
         """Carry out ``changes`` all-or-nothing: on a failure, undo the ones made."""
@@ -364,7 +369,8 @@ def run(
         result.commands += resource.render_change(change)
     result.changed = bool(changes)
     if changes:
-        result.diff = {"before": to_text(result.before), "after": to_text(resource.redact(i) for i in predicted)}
+        result.diff = {"before": resource.diff_text(result.before),
+                       "after": resource.diff_text([resource.redact(i) for i in predicted])}
     if changes and not check_mode:
         resource.apply(changes)
         after = resource.gather()

@@ -15,22 +15,25 @@ from typing import Any, Optional
 from ..runner import LocalRunner, Runner
 from .base import Resource, ResourceError
 
-RESOURCES = ("srv6_localsid", "srv6_route", "srv6_policy", "srv6_steering", "wireguard", "nftables")
+RESOURCES = ("srv6_localsid", "srv6_route", "srv6_policy", "srv6_steering", "wireguard", "nftables", "frr_bgp")
 DATAPLANES = ("linux", "vpp")
-LINUX_ONLY = ("nftables",)
+LINUX_ONLY = ("nftables", "frr_bgp")
 DEFAULT_VPP_SOCKET = "/run/vpp/api.sock"
 
 
 def build(name: str, dataplane: str = "linux", runner: Optional[Runner] = None, vpp: Any = None,
-          vpp_socket: str = DEFAULT_VPP_SOCKET, vpp_api_dir: Optional[str] = None) -> Resource:
+          vpp_socket: str = DEFAULT_VPP_SOCKET, vpp_api_dir: Optional[str] = None, **options: Any) -> Resource:
     """``name`` on ``dataplane``.  Linux resources run their commands through ``runner``
     (default: this machine); VPP resources talk to ``vpp`` (a connected
-    :class:`npms.drivers.vpp.VppClient`), else connect to ``vpp_socket``."""
+    :class:`npms.drivers.vpp.VppClient`), else connect to ``vpp_socket``.  ``options``
+    are the resource's own (frr_bgp: ``pathspace``, ``collect_routes``)."""
     if name not in RESOURCES:
         raise ResourceError(f"unknown resource {name!r}; known: {', '.join(RESOURCES)}")
     if dataplane not in DATAPLANES:
         raise ResourceError(f"{name}: unknown dataplane {dataplane!r}; known: {', '.join(DATAPLANES)}")
     if dataplane == "vpp" and name in LINUX_ONLY:
+        if name == "frr_bgp":
+            raise ResourceError(f"{name}: BGP runs in FRR next to the dataplane: use dataplane linux for it on VPP nodes too")
         raise ResourceError(f"{name}: the vpp dataplane has no nftables; classify and police with srv6_steering on VPP")
     if dataplane == "linux":
         runner = runner or LocalRunner()
@@ -49,6 +52,9 @@ def build(name: str, dataplane: str = "linux", runner: Optional[Runner] = None, 
         if name == "wireguard":
             from .wireguard_linux import WireguardLinux
             return WireguardLinux(runner)
+        if name == "frr_bgp":
+            from .frr_bgp import FrrBgp
+            return FrrBgp(runner, **options)
         from .nftables import NftTables
         return NftTables(runner)
     if vpp is None:
