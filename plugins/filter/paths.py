@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.galactic.npms.plugins.plugin_utils.bgp import bgp_config as node_bgp_config
+from ansible_collections.galactic.npms.plugins.plugin_utils.bgp import bgp_route_table as collected_route_table
 from ansible_collections.galactic.npms.plugins.plugin_utils.overlay import overlay as node_overlay
 from ansible_collections.galactic.npms.plugins.plugin_utils.paths import PathsError, compute
 
@@ -28,8 +30,24 @@ def overlay(inventory, node, paths=None, public_keys=None):
         raise AnsibleFilterError("galactic.npms.overlay: %s" % exc) from exc
 
 
+def bgp_config(inventory, node, routes=None):
+    """inventory | galactic.npms.bgp_config(node, routes=...): the node's frr_bgp items."""
+    try:
+        return node_bgp_config(inventory, node, routes=routes)
+    except PathsError as exc:
+        raise AnsibleFilterError("galactic.npms.bgp_config: %s" % exc) from exc
+
+
+def bgp_route_table(inventory, collected):
+    """inventory | galactic.npms.bgp_route_table(collected): {tenant: {edge: [prefix]}}."""
+    try:
+        return collected_route_table(inventory, collected)
+    except PathsError as exc:
+        raise AnsibleFilterError("galactic.npms.bgp_route_table: %s" % exc) from exc
+
+
 class FilterModule:
     """galactic.npms filters."""
 
     def filters(self):
-        return {"paths": paths, "overlay": overlay}
+        return {"paths": paths, "overlay": overlay, "bgp_config": bgp_config, "bgp_route_table": bgp_route_table}
