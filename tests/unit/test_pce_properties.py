@@ -428,3 +428,18 @@ def test_scenarios_cover_every_verdict_and_feature():
     sample()
     assert seen["verdicts"] == {MET, MET_FALLBACK, BEST_EFFORT, UNREACHABLE}
     assert seen["fec"] and seen["direct"] and seen["backup"] and seen["kept"]
+
+
+# the quantised arc weight: the scalar form (used by path_metrics and the searches) must
+# give the int the array form (used by the fast engine's matrices) gives, halves included
+_HALVES = st.sampled_from([0.0, 0.0005, 0.0015, 0.0025, 0.05, 0.15, 0.25, 6553.5, 134217.7275, 1e-13, 1e9])
+
+
+@settings(max_examples=400, deadline=None)
+@given(mode=st.sampled_from(sorted(pce.OBJECTIVES)),
+       lat=st.one_of(_HALVES, st.floats(0, 1e4, allow_nan=False)),
+       cost=st.one_of(_HALVES, st.floats(0, 1e6, allow_nan=False)),
+       loss=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1, allow_nan=False)),
+       bw=st.one_of(_HALVES, st.floats(0, 1e6, allow_nan=False)))
+def test_scalar_arc_weight_equals_array_arc_weight(mode, lat, cost, loss, bw):
+    assert pce.scalar_arc_weight.__wrapped__(mode, lat, cost, loss, bw) == int(pce.arc_weight(mode, lat, cost, loss, bw))

@@ -168,8 +168,25 @@ def arc_weight(mode: str, lat, cost, loss, bw):
 
 @functools.lru_cache(maxsize=1 << 16)
 def scalar_arc_weight(mode: str, lat: float, cost: float, loss: float, bw: float) -> int:
-    """``arc_weight`` of one arc as a Python int (cached: paths reuse the same arcs)."""
-    return int(arc_weight(mode, lat, cost, loss, bw))
+    """``arc_weight`` of one arc as a Python int (cached: paths reuse the same arcs).
+
+    Plain float arithmetic for the quantisations that are only IEEE multiplications and
+    divisions (Python's ``round`` and ``np.rint`` both round half to even), so the same
+    int comes out as from the array version; the loss objective (log1p) and anything not
+    finite and non-negative go through numpy.
+    """
+    primary, secondary = OBJECTIVES[mode]
+    lat, cost, bw = float(lat), float(cost), float(bw)
+    if primary == "loss" or not (0.0 <= lat < math.inf and 0.0 <= cost < math.inf and 0.0 <= bw < math.inf):
+        return int(arc_weight(mode, lat, cost, loss, bw))
+    if primary == "latency":
+        p = round(lat * 1000.0)
+    elif primary == "cost":
+        p = round(cost * 1000.0)
+    else:  # inv_bw
+        p = round(REF_BANDWIDTH_MBPS / max(bw, 1e-12) * 1000.0)
+    sec = round((lat if secondary == "latency" else cost) * 10.0)
+    return (min(p, PRIMARY_CAP) << SHIFT) | (min(sec, SECONDARY_CAP) << HOP_BITS) | 1
 
 
 def weight_primary(weight: int) -> int:

@@ -13,16 +13,19 @@ How it stays exact (it must give the reference engine's answer, byte for byte):
   the lexicographically smallest optimal one; ties between candidates of a pair are
   settled by comparing their node sequences, as the reference does.
 * When the least-weight path breaks a bound, a lower bound per metric (float APSP) may
-  prove that nothing is admitted; otherwise that pair goes to the reference engine's exact
-  search (counted in ``stats['slow_pairs']``).  Backups reuse the core paths when they
-  avoid the primary's transit nodes, and fall back to the exact search when they don't and
-  the detour could win.
+  prove that nothing is admitted; otherwise that pair goes to the exact search of
+  ``pce.constrained_best`` (counted in ``stats['slow_pairs']``), run step for step but for
+  all such pairs of a tenant and variant in lockstep (``_search_batch``).  Backups reuse the
+  core paths when they avoid the primary's transit nodes, re-solve the detour around them
+  when it could win (``_avoiding_dist``), and skip the search when no path avoiding the
+  primary's POPs can meet the bounds (``_backup_infeasible``).
 * Results are materialised (metrics, SIDs, reasons) through the same functions as the
   reference engine, lazily: the compute step keeps only choices.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -236,8 +239,9 @@ class _Best:
         self.arg = flat.argmin(axis=2)
         self.ties = (flat == best[:, :, None]).sum(axis=2) > 1
         self.explicit: Dict[Tuple[int, int], Optional[List[str]]] = {}
-        self.why: Dict[Tuple[int, int], str] = {}
+        self.why: Dict[Tuple[int, int], Any] = {}  # str, or (path, note): see _why
         self.slow = 0
+        self._pending: List[Tuple[int, int, List[str]]] = []  # (s, d, least-weight path)
         idx = np.arange(E)
         finite = best < INF
         finite[idx, idx] = False
@@ -329,25 +333,25 @@ class _Best:
                         proven = True
                     elif metric != "hops" and lb > bound + P.LB_EPS:
                         proven = True
+                # the words of the broken bounds are built only if asked for (``get``)
                 path = self._cand_path(s, d, int(self.arg[s, d]))
-                m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
                 if proven:
                     self.explicit[(s, d)] = None
-                    self.why[(s, d)] = "best path: %s" % "; ".join(violations(m, variant))
+                    self.why[(s, d)] = (path, "")
                 else:
-                    self._slow(s, d, violations(m, variant))
+                    self._slow(s, d, path)
         for (s, d), path in self.replaced.items():
             if path is None:
                 self.explicit[(s, d)] = None
                 self.why[(s, d)] = "no path"
                 continue
             m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
-            broken = violations(m, variant)
-            if not broken:
+            if not violations(m, variant):
                 self.explicit[(s, d)] = path
                 self.admitted[s, d] = True
             else:
-                self._slow(s, d, broken)
+                self._slow(s, d, path)
+        self._flush_slow()
 
     def _lower_bound(self, metric):
         """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
@@ -372,7 +376,7 @@ class _Best:
         """Exact best candidate of ``pairs`` when detours around the dropped nodes may win.
 
         A candidate whose core path crosses a dropped node is re-solved on the core minus
-        those nodes (one backward Dijkstra per (egress POP, dropped set), all in lockstep);
+        those nodes (distances to its egress POP avoiding the dropped set, ``_avoiding_dist``);
         its lexicographically smallest tight path is then walked as the reference does.
         """
         eng, sol, t = self.eng, self.sol, self.ed.t
@@ -382,7 +386,6 @@ class _Best:
         queries: Dict[Tuple[int, bytes], int] = {}
         q_target: List[int] = []
         q_mask: List[Any] = []
-        q_src: List[set] = []
         work = []
         for s, d in zip(*np.nonzero(pairs)):
             s, d = int(s), int(d)
@@ -398,16 +401,12 @@ class _Best:
                     q = queries[key] = len(q_target)
                     q_target.append(b)
                     q_mask.append(drop_masks[s, d])
-                    q_src.append(set())
-                q_src[q].add(a)
                 cands.append((int(k), i, j, a, b, q))
             work.append((s, d, cands))
         Q = len(q_target)
         excl = _unpack(np.array(q_mask, dtype=np.uint64).reshape(Q, -1), C)
-        need_src = np.zeros((Q, C), dtype=bool)
-        for q, srcs in enumerate(q_src):
-            need_src[q, list(srcs)] = True
-        dist = _avoiding_dist(sol.W, np.array(q_target, dtype=np.int64), excl, need_src)
+        dist = _avoiding_dist(sol, np.array(q_target, dtype=np.int64), excl,
+                              np.array(q_mask, dtype=np.uint64).reshape(Q, -1))
         index, names, cores = eng.net.index, t["names"], eng.cores
         for s, d, cands in work:
             options = []  # (weight, path)
@@ -435,76 +434,120 @@ class _Best:
             self.replaced[(s, d)] = min(paths)[1]
         self.unsure &= ~pairs
 
-    def _slow(self, s, d, broken):
-        """The least-weight path breaks a bound (``broken``): search within the bounds."""
-        eng, t, variant = self.eng, self.ed.t, self.variant
+    def _slow(self, s, d, path):
+        """The least-weight ``path`` breaks a bound: queue the pair for the exact search
+        within the bounds (``_flush_slow`` runs the queued pairs together)."""
+        self._pending.append((s, d, path))
+
+    def _flush_slow(self):
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        self.slow += len(pending)
+        eng, t, variant, C = self.eng, self.ed.t, self.variant, self.eng.C
+        S = np.array([p[0] for p in pending], dtype=np.int64)
+        D = np.array([p[1] for p in pending], dtype=np.int64)
+        lbs = self._to_dst_bounds(S, D)
+        queries, where = [], []
+        for q, (s, d, least) in enumerate(pending):
+            src = t["names"][s]
+            at_src = {m: ({src: v[1][q]} if v[1][q] is not None else {}) for m, v in lbs.items()}
+            if P.bounds_infeasible(at_src, variant, src):
+                self.explicit[(s, d)] = None
+                self.why[(s, d)] = (least, "")
+                continue
+            drop_nodes, drop_links = self.drops_fn(s, d) if self.drops_fn else ((), ())
+            if drop_nodes and self._backup_infeasible(s, d, drop_nodes, drop_links, lbs, q):
+                # a backup's reason is never shown, only whether there is one: no search
+                self.explicit[(s, d)] = None
+                self.why[(s, d)] = (least, "")
+                continue
+            row = {}
+            for m, (to_dst, _at) in lbs.items():
+                r = np.empty(C + 1, dtype=to_dst.dtype)
+                r[:C] = to_dst[q]
+                r[C] = 0
+                row[m] = r
+            queries.append((s, d, set(drop_nodes), set(drop_links), row))
+            where.append((s, d, least))
+        if not queries:
+            return
+        found = _search_batch(eng, eng.net.arcs_for(self.tenant), variant, self.sol, self.ed, queries,
+                              eng.net.inventory.pce.max_candidates)
+        for (s, d, least), (choice, why) in zip(where, found):
+            self.explicit[(s, d)] = choice.path if choice else None
+            if choice is None:
+                self.why[(s, d)] = (least, why)
+            else:
+                self.admitted[s, d] = True
+
+    def _backup_infeasible(self, s, d, drop_nodes, drop_links, lbs, q) -> bool:
+        """True when no path avoiding the dropped nodes can meet the bounds.
+
+        The exact search (and the reference's) bounds a backup by the pair's graph without
+        the drops; a node-disjoint backup cannot use the primary's access POPs, so bounding
+        over the remaining access arcs proves many searches empty before they start.  Only
+        used where the search's words are not shown (backups), because a search that runs
+        out of its candidate limit says so; here the answer is "none" either way.
+        """
+        t, ed, eng = self.ed.t, self.ed, self.eng
         src, dst = t["names"][s], t["names"][d]
-        drop_nodes, drop_links = self.drops_fn(s, d) if self.drops_fn else ((), ())
-        lbs = self._to_dst_bounds(s, d)
-        self.slow += 1
-        if P.bounds_infeasible(lbs, variant, src):
-            choice, why = None, ""
-        else:
-            choice, why = P.constrained_best(eng.net, eng.net.arcs_for(self.tenant), variant, src, dst,
-                                             self._successors(s, d, drop_nodes, drop_links), lbs,
-                                             eng.net.inventory.pce.max_candidates)
-        self.explicit[(s, d)] = choice.path if choice else None
-        if choice is None:
-            self.why[(s, d)] = "best path: %s" % "; ".join([*broken, why] if why else broken)
-        else:
-            self.admitted[s, d] = True
+        A = t["A"]
+        keys = {"latency": "lat", "jitter": "jit", "loss": "losslog"}
+        at_src: Dict[str, Dict[str, float]] = {}
+        for metric in self.variant.bounds():
+            core = self.sol.lower_bound(eng, metric)
+            best = FINF
+            ins = [(int(A[d, j]), 1.0 if metric == "hops" else float(t["in"][keys.get(metric, "lat")][d, j]))
+                   for j in range(A.shape[1]) if ed.Win[d, j] < INF and eng.cores[int(A[d, j])] not in drop_nodes
+                   and (eng.cores[int(A[d, j])], dst) not in drop_links]
+            for k in range(A.shape[1]):
+                a = int(A[s, k])
+                if ed.Wout[s, k] >= INF or eng.cores[a] in drop_nodes or (src, eng.cores[a]) in drop_links:
+                    continue
+                out = 1.0 if metric == "hops" else float(t["out"][keys.get(metric, "lat")][s, k])
+                for b, w_in in ins:
+                    best = min(best, out + float(core[a, b]) + w_in)
+            if ed.Wd[s, d] < INF and (src, dst) not in drop_links:
+                best = min(best, 1.0 if metric == "hops" else float(t["direct"][keys.get(metric, "lat")][s, d]))
+            at_src[metric] = {src: best}
+        return P.bounds_infeasible(at_src, self.variant, src)
 
-    def _successors(self, s, d, drop_nodes, drop_links):
-        """The pair's arcs (as in ReferenceEngine.view) for ``pce.constrained_best``."""
-        ed, t, cores = self.ed, self.ed.t, self.eng.cores
-        names = t["names"]
-        src, dst = names[s], names[d]
-        first = [(cores[int(t["A"][s, k])], int(ed.Wout[s, k])) for k in range(self.K) if ed.Wout[s, k] < INF]
-        if ed.Wd[s, d] < INF:
-            first.append((dst, int(ed.Wd[s, d])))
-        last = {cores[int(t["A"][d, j])]: int(ed.Win[d, j]) for j in range(self.K) if ed.Win[d, j] < INF}
-        core_succ = self.sol.successors(cores)
-
-        def successors(node):
-            items = first if node == src else core_succ[node]
-            for nxt, w in items:
-                if nxt not in drop_nodes and (node, nxt) not in drop_links:
-                    yield nxt, w
-            if node in last and dst not in drop_nodes and (node, dst) not in drop_links:
-                yield dst, last[node]
-        return successors
-
-    def _to_dst_bounds(self, s, d) -> Dict[str, Dict[str, float]]:
-        """Least weight and least sum of each bounded metric from the pair's nodes to ``d``
-        (``ReferenceEngine.lower_bounds`` on the pair's graph without drops)."""
+    def _to_dst_bounds(self, S, D) -> Dict[str, Tuple[Any, List[Optional[float]]]]:
+        """Per pair (``S[q]``, ``D[q]``): least weight and least sum of each bounded metric
+        from every core to the destination, and from the source (``ReferenceEngine.
+        lower_bounds`` on the pair's graph without drops).  ``metric -> ([Q, C] array with
+        0 (weight) or inf where the destination is unreachable, [value at the source or
+        None])``."""
         ed, t, sol, eng = self.ed, self.ed.t, self.sol, self.eng
-        src, dst = t["names"][s], t["names"][d]
-        ok_in = ed.in_ok[d] & (ed.Win[d] < INF)
-        ok_out = ed.out_ok[s] & (ed.Wout[s] < INF)
-        bs, as_ = t["A"][d][ok_in], t["A"][s][ok_out]
-        direct = ed.Wd[s, d] < INF
-        out: Dict[str, Dict[str, float]] = {}
-        metrics = [("weight", None)] + [(m, {"latency": "lat", "jitter": "jit", "loss": "losslog", "hops": None}[m])
-                                        for m in self.variant.bounds()]
-        for metric, key in metrics:
+        Ac = np.where(t["A"] >= 0, t["A"], 0)
+        ok_in = ed.in_ok[D] & (ed.Win[D] < INF)  # [Q, K]
+        ok_out = ed.out_ok[S] & (ed.Wout[S] < INF)
+        direct = ed.Wd[S, D] < INF
+        B = Ac[D]  # [Q, K] the destinations' access POPs
+        out: Dict[str, Tuple[Any, List[Optional[float]]]] = {}
+        keys = {"latency": "lat", "jitter": "jit", "loss": "losslog", "hops": None}
+        for metric in ["weight"] + list(self.variant.bounds()):
             if metric == "weight":
-                core, arc_in, arc_out, arc_d, none = sol.D, ed.Win[d][ok_in], ed.Wout[s][ok_out], ed.Wd[s, d], INF
+                core, arc_in, arc_out, arc_d, none = sol.D, ed.Win[D], ed.Wout[S], ed.Wd[S, D], INF
             elif metric == "hops":
-                core, arc_in, arc_out, arc_d, none = sol.lower_bound(eng, "hops"), 1.0, 1.0, 1.0, FINF
+                core, none = sol.lower_bound(eng, "hops"), FINF
+                arc_in, arc_out, arc_d = np.ones(B.shape), np.ones(B.shape), np.ones(len(S))
             else:
                 core = sol.lower_bound(eng, metric)
-                arc_in, arc_out, arc_d, none = t["in"][key][d][ok_in], t["out"][key][s][ok_out], t["direct"][key][s, d], FINF
-            to_dst = (core[:, bs] + arc_in).min(axis=1) if len(bs) else np.full(eng.C, none)
+                key = keys[metric]
+                arc_in, arc_out, arc_d, none = t["in"][key][D], t["out"][key][S], t["direct"][key][S, D], FINF
+            cb = core[:, B].transpose(1, 0, 2) + arc_in[:, None, :]  # [Q, C, K]
+            to_dst = np.where(ok_in[:, None, :], cb, none).min(axis=2)
             to_dst = np.minimum(to_dst, none)
-            from_src = (arc_out + to_dst[as_]).min() if len(as_) else none
-            if direct:
-                from_src = min(from_src, arc_d)
+            first = np.take_along_axis(to_dst, np.where(ok_out, Ac[S], 0), 1)
+            from_src = np.where(ok_out, arc_out + first, none).min(axis=1)
+            from_src = np.where(direct, np.minimum(from_src, arc_d), from_src)
             cast = int if metric == "weight" else float
-            lb = {c: cast(v) for c, v in zip(eng.cores, to_dst) if v < none}
-            lb[dst] = cast(0)
-            if from_src < none:
-                lb[src] = cast(from_src)
-            out[metric] = lb
+            at_src = [cast(v) if v < none else None for v in from_src.tolist()]
+            if metric == "weight":
+                to_dst = np.where(to_dst < INF, to_dst, 0)
+            out[metric] = (to_dst, at_src)
         return out
 
     # -- the scalar interface (what pce.choose_chain / diagnose expect) -------------------
@@ -512,7 +555,7 @@ class _Best:
         if (s, d) in self.explicit:
             path = self.explicit[(s, d)]
             if path is None:
-                return None, self.why.get((s, d), "no path")
+                return None, self._why(s, d)
         elif self.w[s, d] >= INF:
             return None, "no path"
         elif not self.admitted[s, d]:
@@ -521,6 +564,26 @@ class _Best:
             path = self._cand_path(s, d, int(self.arg[s, d]))
         arcs = self.eng.net.arcs_for(self.tenant)
         return Choice(self.variant, list(path), path_metrics(arcs, path, self.variant)), ""
+
+    def _why(self, s, d) -> str:
+        """Why the pair has no admitted path, in the reference's words."""
+        why = self.why.get((s, d), "no path")
+        if isinstance(why, tuple):  # (least-weight path, search note): words built now
+            path, note = why
+            broken = violations(path_metrics(self.eng.net.arcs_for(self.tenant), path, self.variant),
+                                self.variant)
+            why = self.why[(s, d)] = "best path: %s" % "; ".join([*broken, note] if note else broken)
+        return why
+
+    def weights(self, mask):
+        """Weight of each admitted choice (``mask``), as ``weight_key`` gives it."""
+        w = self.w.copy()
+        if self.explicit:
+            arcs = self.eng.net.arcs_for(self.tenant)
+            for (s, d), path in self.explicit.items():
+                if mask[s, d] and path is not None:
+                    w[s, d] = path_metrics(arcs, path, self.variant).weight
+        return w
 
     def weight_key(self, s, d):
         """(weight, name ranks) of the pair's admitted choice, without building metrics."""
@@ -534,44 +597,249 @@ class _Best:
         return (w, tuple(self.eng.net.index[n] for n in path))
 
 
+class _Bucket:
+    """The children of one expansion, sorted as the heap would pop them.
+
+    ``pce.constrained_best`` pushes every child of an expansion onto its heap; here only the
+    least child is in the heap, and popping it pushes the next one.  The heap therefore pops
+    the same entries in the same order (its keys are unique: they end in the node-name
+    sequence) while building entries only for the children that are reached.  Children
+    are ``start .. start + n - 1`` of the round's sorted lists ``cols, f, w, lat, jit, keep``.
+    """
+
+    __slots__ = ("path", "pcols", "ranks", "hops", "start", "n", "cols", "f", "w", "lat", "jit", "keep")
+
+    def __init__(self, path, pcols, ranks, hops, start, n, lists):
+        self.path, self.pcols, self.ranks, self.hops, self.start, self.n = path, pcols, ranks, hops, start, n
+        self.cols, self.f, self.w, self.lat, self.jit, self.keep = lists
+
+
+_LIMIT_WHY = "no admitted path found within the search limit (%d partial paths)"
+
+
+def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
+    """``pce.constrained_best`` for many pairs of one tenant and variant, in lockstep.
+
+    ``queries``: ``(s, d, drop_nodes, drop_links, lbs)``; ``lbs`` holds the lower bounds to
+    the destination as arrays over the cores plus the destination (last column):
+    ``"weight"`` (0 where unreachable, as ``lbs.get(node, 0)``) and one per bounded metric
+    (inf where unreachable).  Each query pops, prunes, settles and counts its partial paths
+    exactly as the scalar search does; what is vectorised is building the children of all
+    the expansions of one round (the same IEEE operations in the same order; the loss
+    bound, which goes through log/expm1, is re-checked with ``math`` wherever numpy and
+    libm could round differently).  Returns ``[(Choice or None, why)]``.
+    """
+    t, C, cores, index, cpos = ed.t, eng.C, eng.cores, eng.net.index, eng.cpos
+    names, A = t["names"], t["A"]
+    K = A.shape[1]
+    bounds = variant.bounds()
+    max_lat, max_jit = bounds.get("latency"), bounds.get("jitter")
+    max_loss, max_hops = bounds.get("loss"), bounds.get("hops")
+    slack = P.BOUND_EPS + P.LB_EPS
+    Q = len(queries)
+    W, LAT, JIT, LOSS = sol.W, eng.core["lat"], eng.core["jit"], eng.core["loss"]
+    mi, mo, dr = t["in"], t["out"], t["direct"]
+    # the arcs into each query's destination: an extra column of the core matrices
+    Wl = np.full((Q, C), INF, dtype=np.int64)
+    Ll = np.full((Q, C), FINF)
+    Jl = np.full((Q, C), FINF)
+    Xl = np.ones((Q, C))
+    excl = np.zeros((Q, C + 1), dtype=bool)
+    rank = np.empty((Q, C + 1), dtype=np.int64)
+    rank[:, :C] = [index[c] for c in cores]
+    LBW = np.zeros((Q, C + 1), dtype=np.int64)
+    LB = {m: np.zeros((Q, C + 1)) for m in bounds}
+    heaps: List[list] = []
+    settled: List[dict] = []
+    expanded: List[int] = []
+    dsts: List[str] = []
+    dlinks: List[Dict[int, List[int]]] = []
+    results: List[Any] = [None] * Q
+    push, pop = heapq.heappush, heapq.heappop
+    for q, (s, d, drop_nodes, drop_links, lbs) in enumerate(queries):
+        src, dst = names[s], names[d]
+        dsts.append(dst)
+        rank[q, C] = index[dst]
+        for j in range(K):
+            if ed.Win[d, j] < INF:
+                b = int(A[d, j])
+                Wl[q, b] = ed.Win[d, j]
+                Ll[q, b], Jl[q, b], Xl[q, b] = mi["lat"][d, j], mi["jit"][d, j], mi["loss"][d, j]
+        for n in drop_nodes:
+            if n in cpos:
+                excl[q, cpos[n]] = True
+            elif n == dst:
+                excl[q, C] = True
+        dmap: Dict[int, List[int]] = {}
+        for u, v in drop_links:
+            if u in cpos and (v in cpos or v == dst):
+                dmap.setdefault(cpos[u], []).append(cpos.get(v, C))
+        dlinks.append(dmap)
+        LBW[q] = lbs["weight"]
+        for m in bounds:
+            LB[m][q] = lbs[m]
+        heap: List[Any] = []
+        heaps.append(heap)
+        # the source's expansion, as the scalar search does it (a handful of arcs)
+        settled.append({})
+        expanded.append(1)
+        if 1 > limit:
+            results[q] = (None, _LIMIT_WHY % limit)
+            continue
+        first = [(int(A[s, k]), int(ed.Wout[s, k]), mo["lat"][s, k], mo["jit"][s, k], mo["loss"][s, k])
+                 for k in range(K) if ed.Wout[s, k] < INF]
+        if ed.Wd[s, d] < INF:
+            first.append((C, int(ed.Wd[s, d]), dr["lat"][s, d], dr["jit"][s, d], dr["loss"][s, d]))
+        kids = []
+        for col, arc_w, alat, ajit, aloss in first:
+            nxt = dst if col == C else cores[col]
+            if nxt in drop_nodes or (src, nxt) in drop_links:
+                continue
+            nlat, njit, nkeep = 0.0 + float(alat), 0.0 + float(ajit), 1.0 * (1.0 - float(aloss))
+            if max_lat is not None and nlat + float(LB["latency"][q, col]) > max_lat + slack:
+                continue
+            if max_jit is not None and njit + float(LB["jitter"][q, col]) > max_jit + slack:
+                continue
+            if max_loss is not None and -math.expm1(math.log(nkeep) - float(LB["loss"][q, col])) > max_loss + slack:
+                continue
+            if max_hops is not None and 0 + 1 + float(LB["hops"][q, col]) > max_hops:
+                continue
+            kids.append((arc_w + int(LBW[q, col]), arc_w, int(rank[q, col]), col, nlat, njit, nkeep))
+        if kids:
+            kids.sort()
+            b = _Bucket((src,), (), (index[src],), 0, 0, len(kids), [[k[i] for k in kids] for i in (3, 0, 1, 4, 5, 6)])
+            push(heap, (kids[0][0], kids[0][1], b.ranks + (kids[0][2],), b, 0))
+    rank_l = rank.tolist()
+    M3 = np.stack([LAT, JIT, LOSS], axis=2)  # [C, C, 3]
+    Ml3 = np.stack([Ll, Jl, Xl], axis=2)  # [Q, C, 3]
+
+    def wgt_col(batch):
+        return np.array([e[6] for e in batch], dtype=np.int64)
+    active = [q for q in range(Q) if results[q] is None]
+    while active:
+        batch = []  # (q, col, lat, jit, keep, hops, weight, path, pcols, ranks)
+        for q in active:
+            heap = heaps[q]
+            while True:
+                if not heap:
+                    results[q] = (None, "")
+                    break
+                _f, weight, ranks, b, pos = pop(heap)
+                if pos + 1 < b.n:
+                    i = b.start + pos + 1
+                    push(heap, (b.f[i], b.w[i], b.ranks + (rank_l[q][b.cols[i]],), b, pos + 1))
+                i = b.start + pos
+                col, lat, jit, keep = b.cols[i], b.lat[i], b.jit[i], b.keep[i]
+                if col == C:
+                    path = b.path + (dsts[q],)
+                    m = path_metrics(arcs, path, variant)
+                    if not violations(m, variant):
+                        results[q] = (Choice(variant, list(path), m), "")
+                        break
+                    continue
+                hops = b.hops + 1
+                res = (lat if max_lat is not None else 0.0, jit if max_jit is not None else 0.0,
+                       -keep if max_loss is not None else 0.0, hops if max_hops is not None else 0)
+                here = settled[q].setdefault(col, [])
+                if any(o[0] <= res[0] and o[1] <= res[1] and o[2] <= res[2] and o[3] <= res[3] for o in here):
+                    continue
+                here.append(res)
+                expanded[q] += 1
+                if expanded[q] > limit:
+                    results[q] = (None, _LIMIT_WHY % limit)
+                    break
+                batch.append((q, col, lat, jit, keep, hops, weight, b.path + (cores[col],), b.pcols + (col,), ranks))
+                break
+        if not batch:
+            break
+        B = len(batch)
+        qs = np.array([e[0] for e in batch])
+        xs = np.array([e[1] for e in batch])
+        state = np.array([(e[2], e[3], e[4]) for e in batch])  # lat, jit, keep
+        Wr = np.empty((B, C + 1), dtype=np.int64)
+        Wr[:, :C] = W[xs]
+        Wr[:, C] = Wl[qs, xs]
+        valid = Wr < INF
+        valid &= ~excl[qs]
+        rr = [i for i, e in enumerate(batch) for _c in e[8]]
+        valid[rr, [c for e in batch for c in e[8]]] = False  # no node twice
+        for i, e in enumerate(batch):
+            heads = dlinks[e[0]].get(e[1])
+            if heads:
+                valid[i, heads] = False
+        R = np.empty((B, C + 1, 3))
+        R[:, :C] = M3[xs]
+        R[:, C] = Ml3[qs, xs]
+        nlat = state[:, 0:1] + R[:, :, 0]
+        njit = state[:, 1:2] + R[:, :, 1]
+        nkeep = state[:, 2:3] * (1.0 - R[:, :, 2])
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            if max_lat is not None:
+                valid &= ~(nlat + LB["latency"][qs] > max_lat + slack)
+            if max_jit is not None:
+                valid &= ~(njit + LB["jitter"][qs] > max_jit + slack)
+            if max_loss is not None:
+                lbl = LB["loss"][qs]
+                v = -np.expm1(np.log(nkeep) - lbl)
+                thr = max_loss + slack
+                near = valid & (np.abs(v - thr) <= 1e-12)
+                valid &= ~(v > thr)
+                for i, c in zip(*np.nonzero(near)):
+                    valid[i, c] = not (-math.expm1(math.log(float(nkeep[i, c])) - float(lbl[i, c])) > thr)
+            if max_hops is not None:
+                hops1 = np.array([e[5] + 1 for e in batch], dtype=np.float64)[:, None]
+                valid &= ~(hops1 + LB["hops"][qs] > max_hops)
+        rows, cols = np.nonzero(valid)
+        if not len(rows):
+            active = [q for q in active if results[q] is None]
+            continue
+        nw = wgt_col(batch)[rows] + Wr[rows, cols]
+        f = nw + LBW[qs[rows], cols]
+        order = np.lexsort((rank[qs[rows], cols], nw, f, rows))
+        rows, cols = rows[order], cols[order]
+        lists = (cols.tolist(), f[order].tolist(), nw[order].tolist(), nlat[rows, cols].tolist(),
+                 njit[rows, cols].tolist(), nkeep[rows, cols].tolist())
+        counts = np.bincount(rows, minlength=B).tolist()
+        start = 0
+        for i, e in enumerate(batch):
+            n = counts[i]
+            if not n:
+                continue
+            q = e[0]
+            b = _Bucket(e[7], e[8], e[9], e[5], start, n, lists)
+            push(heaps[q], (lists[1][start], lists[2][start], e[9] + (rank_l[q][lists[0][start]],), b, 0))
+            start += n
+        active = [q for q in active if results[q] is None]
+    return results
+
+
 def _unpack(masks, C):
     """[Q, words] uint64 node bit masks -> [Q, C] bool."""
     as_bytes = masks.astype("<u8").view(np.uint8).reshape(masks.shape[0], -1)
     return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :C].astype(bool)
 
 
-def _avoiding_dist(W, targets, excl, need_src):
-    """Backward Dijkstra for many queries at once (lockstep, one settled node per step).
+def _avoiding_dist(sol, targets, excl, excl_words):
+    """``dist[q, x]``: least weight of x ~> ``targets[q]`` on the core without the nodes in
+    ``excl[q]`` (INF for excluded or cut-off nodes), exact for every node.
 
-    ``dist[q, x]``: least weight of x ~> ``targets[q]`` on the core without the nodes in
-    ``excl[q]``; exact for every node settled, which includes each ``need_src[q]`` node and
-    every node closer to the target than it (all a tight walk from it can visit).
+    A node whose core path to the target (the one ``NH`` spells) avoids the excluded nodes
+    keeps its distance: that path still exists and nothing shorter appeared.  Only the
+    other ("hit") nodes are relaxed, Bellman-Ford style, over all their arcs until nothing
+    changes; every query at once.
     """
     Q, C = excl.shape
-    dist = np.full((Q, C), INF, dtype=np.int64)
-    rows = np.arange(Q)
-    dist[rows, targets] = 0
-    settled = excl.copy()
-    settled[rows, targets] = False
-    pending = need_src & ~excl
-    active = pending.any(axis=1)
-    WT = np.ascontiguousarray(W.T)  # WT[u, x] = W[x, u]: arcs into u
-    while active.any():
-        qa = np.nonzero(active)[0]
-        cand = np.where(settled[qa], INF, dist[qa])
-        u = cand.argmin(axis=1)
-        du = cand[np.arange(len(qa)), u]
-        live = du < INF
-        qa, u, du = qa[live], u[live], du[live]
-        active[np.nonzero(active)[0][~live]] = False
-        if not len(qa):
+    dist = np.ascontiguousarray(sol.D[:, targets].T)  # [Q, C]: D[x, target]
+    hit = ((sol.mask[:, targets, :] & excl_words[None, :, :]) != 0).any(axis=2).T
+    dist[hit | excl] = INF
+    qi, xi = np.nonzero(hit & ~excl)
+    W = sol.W
+    while len(qi):
+        relax = np.minimum((W[xi] + dist[qi]).min(axis=1), INF)
+        better = relax < dist[qi, xi]
+        if not better.any():
             break
-        settled[qa, u] = True
-        pending[qa, u] = False
-        relax = np.minimum(du[:, None] + WT[u], INF)
-        relax[excl[qa]] = INF
-        dist[qa] = np.minimum(dist[qa], relax)
-        active[qa] = pending[qa].any(axis=1)
+        dist[qi[better], xi[better]] = relax[better]
     return dist
 
 
@@ -757,17 +1025,21 @@ class FastEngine:
     def update(self, measurements: Iterable[Any]) -> PathSet:
         """Apply new window aggregates and recompute.
 
-        Not incremental yet: after a core change every core solution is rebuilt, and every
-        block is recomputed in any case (the benchmark reports what that costs).
+        A change of core arcs rebuilds the core solutions (all-pairs paths per pruning key)
+        but keeps each tenant's access and direct arcs, which depend only on the tenant's
+        own arcs and on geography; any other change rebuilds those and keeps the core.
+        Every block (tenant, class) is then recomputed: pair-level reuse is not done yet.
         """
         changed = self.net.apply_measurements(measurements)
         self.ref = ReferenceEngine(self.net)  # its graphs hold the old metrics
         core_changed = [uv for uv in changed if uv in self.net.core_arcs]
-        if core_changed:
-            self._build_core()
-        else:
+        if len(core_changed) < len(changed):
             self._tenants.clear()
             self._edges.clear()
+        if core_changed:
+            tenants, edges = self._tenants, self._edges
+            self._build_core()
+            self._tenants, self._edges = tenants, edges
         return self.compute(*self._last_args)
 
 
@@ -813,7 +1085,9 @@ class _Block:
             pick1 = np.zeros((E, E), dtype=bool)
             if len(bests) > 1:  # lossless_fec: the better of no-FEC and FEC, ties to no FEC
                 both = open_ & bests[0].admitted & bests[1].admitted
-                for s, d in zip(*np.nonzero(both)):
+                w0, w1 = bests[0].weights(both), bests[1].weights(both)
+                pick1 |= both & (w1 < w0)
+                for s, d in zip(*np.nonzero(both & (w1 == w0))):  # equal weights: name order
                     if bests[1].weight_key(int(s), int(d)) < bests[0].weight_key(int(s), int(d)):
                         pick1[s, d] = True
                 pick1 |= open_ & bests[1].admitted & ~bests[0].admitted
