@@ -2,7 +2,7 @@
 #
 #   make setup   Debian packages (apt, only when some are missing) + .venv + pip install
 #   make test    setup, link, unit + integration tests, molecule, sanity, lint, build and doc checks
-#   make demo    setup, then the main job (for now: validate the lab inventory, show paths)
+#   make demo    setup, then the main job: the control loop on the namespace lab (scripts/demo.py)
 #   make bench   setup, then every tests/bench/bench_*.py (each prints a JSON last line)
 #   make lint | sanity | unit | integration | molecule | build | docs | link | clean | distclean (also removes .venv)
 #
@@ -113,9 +113,10 @@ build: setup
 docs: setup link
 	$(PY) scripts/check_docs.py
 
+# The control loop on the namespace lab (root): two loops around a link impairment.
 demo: setup link
 	$(BIN)/npms validate $(INVENTORY)
-	$(BIN)/npms paths $(INVENTORY)
+	$(PY) scripts/demo.py
 
 # Each benchmark's last stdout line must be one JSON object; it is also saved as
 # tests/bench/output/<name>.json (git-ignored).

@@ -382,3 +382,46 @@ def probe_responder(
     diff = out.pop("diff")
     text = "--- before\n" + diff["before"] + "+++ after\n" + diff["after"] if out["changed"] else ""
     return Result(host=task.host, result=out, changed=out["changed"], diff=text)
+
+
+def bundle_state_path(task: Any) -> str:
+    """Where the host records the bundle it runs: per namespace in a lab (namespaces share
+    one file system), per node elsewhere; ``npms_bundle_state`` in host data overrides."""
+    if task.host.get("npms_bundle_state"):
+        return str(task.host["npms_bundle_state"])
+    return f"/var/lib/npms/bundle-{task.host.get('netns') or task.host.name}.json"
+
+
+def deploy_bundle(
+    task: Any,
+    bundles: Mapping[str, Any],
+    previous: Optional[Mapping[str, Any]] = None,
+    verify: bool = False,
+    dry_run: Optional[bool] = None,
+    connection: Optional[str] = None,
+) -> Result:
+    """Make the host hold its bundle (``bundles[host]``; hosts without one are skipped):
+    ``npms.bundle.apply_bundle``, the same code the sidecar agent runs.  A bundle older
+    than the one the host runs is refused; a failure puts the host back to
+    ``previous[host]``.  ``verify``: a forced check-mode pass over every resource, which
+    must find nothing to change.  ``result`` is apply_bundle's dict."""
+    from npms.bundle import BundleError, apply_bundle  # pylint: disable=import-outside-toplevel
+
+    bundle = bundles.get(task.host.name)
+    if bundle is None:
+        return Result(host=task.host, result={"skipped": "no bundle for this host"}, changed=False)
+    runner = get_runner(task, connection)
+    plane = task.host.get("dataplane") or "linux"
+
+    def factory(name: str) -> Any:
+        return build_resource(name, "linux" if name == "frr_bgp" else plane, runner=runner)
+
+    check = True if verify else task.is_dry_run(dry_run)
+    try:
+        out = apply_bundle(runner, bundle, previous=(previous or {}).get(task.host.name), check_mode=check,
+                           state_path=bundle_state_path(task), resource_factory=factory, force=verify)
+    except (BundleError, CommandError) as exc:
+        return Result(host=task.host, result={"error": str(exc)}, failed=True, exception=exc, changed=False)
+    diff = "".join(f"# {name}\n--- before\n{r['diff']['before']}+++ after\n{r['diff']['after']}"
+                   for name, r in out["resources"].items() if r.get("diff"))
+    return Result(host=task.host, result=out, changed=out["changed"], failed=bool(out["error"]), diff=diff)

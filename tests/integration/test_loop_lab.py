@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) galactic.npms contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The control loop (npms_nornir.loop.run_once) on the namespace lab: real probes through
+the lab's WAN emulation, a real store, the path engine, bundles deployed with the
+resources.  After `lab.impair` degrades a link of acme's EF path, the next loop moves EF
+off it and the report names the cause; best effort stays; late bundles are refused; runs
+never overlap; each node ends up on the loop's bundle or, when its deploy fails, on its
+previous one with the failure in the report.  Needs root.
+
+The window is 30 s here (600 s in production) so that two loops see two windows."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from nornir import InitNornir
+from nornir.core.filter import F
+
+from npms.bundle import BundleRepo
+from npms.inventory import load_inventory
+from npms.loop import LoopBusy, loop_lock
+from npms_lab import LabError
+from npms_nornir.loop import LoopSettings, run_once
+from npms_nornir.tasks import deploy_bundle
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INVENTORY = os.path.join(ROOT, "inventory", "lab")
+WINDOW_S = 30
+EF = ("acme", "ef", "edge-ber", "edge-bos")
+BE = ("acme", "be", "edge-ber", "edge-bos")
+
+pytestmark = pytest.mark.usefixtures("needs_root")
+
+
+def path_of(report, key):
+    return next(p for p in report["paths"] if (p["tenant"], p["traffic_class"], p["src"], p["dst"]) == key)
+
+
+def next_window():
+    """Sleep into the next window, so that a loop's probes fill a window of their own."""
+    time.sleep(WINDOW_S - time.time() % WINDOW_S + 0.5)
+
+
+@pytest.fixture(scope="module")
+def world(lab, tmp_path_factory):
+    inv = load_inventory(INVENTORY)
+    nr = InitNornir(inventory={"plugin": "NpmsInventory", "options": {"lab_state": lab.prefix}},
+                    runner={"plugin": "threaded", "options": {"num_workers": 20}}, logging={"enabled": False})
+    settings = LoopSettings(state_dir=str(tmp_path_factory.mktemp("loop")), window_s=WINDOW_S, probe_count=10)
+    next_window()
+    first = run_once(nr, inv, settings)
+    return {"inv": inv, "nr": nr, "settings": settings, "lab": lab, "first": first}
+
+
+def test_a_loop_reports_paths_and_where_every_node_stands(world):
+    report = world["first"]
+    assert report["epoch"] == 1 and set(report["steps"]) >= {"probe", "collect", "compute", "render", "deploy", "verify"}
+    assert report["measurements"] > 0 and report["steps"]["probe"]["samples"] > 0
+    assert len(report["paths"]) == len([1 for t in world["inv"].tenants.values() for _c in t.traffic_classes
+                                        for s in t.edges for d in t.edges if s != d])
+    assert path_of(report, EF)["path"] != path_of(report, BE)["path"], "EF and best effort take different paths"
+    for node, r in report["nodes"].items():
+        # each node runs this loop's bundle, or failed with the reason in the report
+        assert (r["running"] or {}).get("epoch") == 1 or r["error"], (node, r)
+    customers = [n for n, x in world["inv"].nodes.items() if x.role == "customer"]
+    assert all(report["nodes"][c]["running"]["epoch"] == 1 for c in customers)
+
+
+def test_impairing_the_ef_path_moves_ef_and_the_report_names_the_cause(world):
+    ef_before = path_of(world["first"], EF)["path"]
+    be_before = path_of(world["first"], BE)["path"]
+    a, b = ef_before[1], ef_before[2] if len(ef_before) > 3 else ef_before[-1]
+    lab = world["lab"]
+    try:
+        link = f"{a}~{b}"
+        lab.impair(link, loss_pct=30.0)
+    except LabError:
+        link = f"{b}~{a}"
+        lab.impair(link, loss_pct=30.0)
+    try:
+        next_window()
+        report = run_once(world["nr"], world["inv"], world["settings"])
+    finally:
+        lab.restore(link)
+    ef_after = path_of(report, EF)["path"]
+    assert ef_after != ef_before, "EF moved off the lossy link"
+    assert (a, b) not in set(zip(ef_after, ef_after[1:])) and (b, a) not in set(zip(ef_after, ef_after[1:]))
+    change = next(c for c in report["changes"] if (c["tenant"], c["traffic_class"], c["src"], c["dst"]) == EF)
+    assert "loss" in change["reason"] and a in change["reason"] and b in change["reason"], change["reason"]
+    assert path_of(report, BE)["path"] == be_before, "best effort (the direct path) stays"
+    assert report["epoch"] == 2
+
+
+def test_a_late_bundle_is_refused_and_runs_never_overlap(world):
+    repo = BundleRepo(os.path.join(world["settings"].state_dir, "bundles"))
+    cust = world["nr"].filter(name="cust-acme-ber")
+    old = repo.get("cust-acme-ber", 1)
+    res = cust.run(task=deploy_bundle, bundles={"cust-acme-ber": old})
+    assert res.failed and "refused bundle epoch 1: the node runs epoch 2" in res["cust-acme-ber"][0].result["error"]
+    with loop_lock(world["settings"].state_dir):
+        with pytest.raises(LoopBusy):
+            run_once(world["nr"], world["inv"], world["settings"])
+
+
+def test_a_loop_with_nothing_new_changes_nothing_on_the_nodes_it_deployed(world):
+    report = run_once(world["nr"], world["inv"], world["settings"])
+    ok = [n for n, r in report["nodes"].items() if not r["error"]]
+    assert ok and all(not report["nodes"][n]["changed"] for n in ok if world["inv"].nodes[n].role == "customer")
+    plan = run_once(world["nr"].filter(F(groups__contains="customer") | F(groups__contains="edge")
+                                        | F(groups__contains="core")),
+                    world["inv"], LoopSettings(state_dir=world["settings"].state_dir, window_s=WINDOW_S,
+                                               check_mode=True, probes=False))
+    assert plan["check_mode"] and all(not plan["nodes"][n]["changed"] for n in plan["nodes"]
+                                      if world["inv"].nodes[n].role == "customer")
