@@ -11,6 +11,7 @@ from ansible_collections.galactic.npms.plugins.plugin_utils.bgp import bgp_confi
 from ansible_collections.galactic.npms.plugins.plugin_utils.bgp import bgp_route_table as collected_route_table
 from ansible_collections.galactic.npms.plugins.plugin_utils.overlay import overlay as node_overlay
 from ansible_collections.galactic.npms.plugins.plugin_utils.paths import PathsError, compute
+from ansible_collections.galactic.npms.plugins.plugin_utils.probe import probe_targets as node_probe_targets
 
 
 def paths(inventory, measurements=None, tenant=None, traffic_class=None, current=None, engine="fast"):
@@ -46,8 +47,17 @@ def bgp_route_table(inventory, collected):
         raise AnsibleFilterError("galactic.npms.bgp_route_table: %s" % exc) from exc
 
 
+def probe_targets(inventory, node, core_scope="adjacent", kinds=None):
+    """inventory | galactic.npms.probe_targets(node, ...): what the node probes."""
+    try:
+        return node_probe_targets(inventory, node, core_scope=core_scope, kinds=kinds)
+    except PathsError as exc:
+        raise AnsibleFilterError("galactic.npms.probe_targets: %s" % exc) from exc
+
+
 class FilterModule:
     """galactic.npms filters."""
 
     def filters(self):
-        return {"paths": paths, "overlay": overlay, "bgp_config": bgp_config, "bgp_route_table": bgp_route_table}
+        return {"paths": paths, "overlay": overlay, "bgp_config": bgp_config, "bgp_route_table": bgp_route_table,
+                "probe_targets": probe_targets}

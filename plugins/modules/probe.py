@@ -54,7 +54,7 @@ options:
         choices: [icmp, udp, tcp, http]
   src:
     description:
-      - This node's name, the samples' C(src). The C(probe) role passes C(inventory_hostname).
+      - This node's name, the samples' C(src). C(playbooks/probe.yml) passes C(inventory_hostname).
     type: str
     required: true
   kinds:

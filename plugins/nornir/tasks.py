@@ -360,8 +360,8 @@ def probe_responder(
 
     Args:
       state: ``started`` or ``stopped``.
-      pidfile: default ``/run/npms/probe-responder-<host>.pid`` (lab namespaces share
-        ``/run``, so each host gets its own).
+      pidfile: default ``/run/npms/probe-responder-<netns or host>.pid`` (lab namespaces,
+        of every lab on the machine, share ``/run``, so each gets its own).
       bind, udp_port, tcp_port, iperf, iperf_port: as the module's options.
       dry_run: overrides Nornir's global dry run (check mode).
       connection: connection plugin (default as for :func:`command`).
@@ -374,7 +374,7 @@ def probe_responder(
 
     try:
         runner = get_runner(task, connection)
-        out = responder_state(runner, state, pidfile=pidfile or f"{RUN_DIR}/probe-responder-{task.host.name}.pid",
+        out = responder_state(runner, state, pidfile=pidfile or f"{RUN_DIR}/probe-responder-{task.host.get('netns') or task.host.name}.pid",
                               bind=bind, udp_port=udp_port, tcp_port=tcp_port, iperf=iperf, iperf_port=iperf_port,
                               python=_probe_python(task, runner), check_mode=task.is_dry_run(dry_run))
     except (CommandError, ProbeError) as exc:
@@ -399,12 +399,14 @@ def deploy_bundle(
     verify: bool = False,
     dry_run: Optional[bool] = None,
     connection: Optional[str] = None,
+    rollback: bool = False,
 ) -> Result:
     """Make the host hold its bundle (``bundles[host]``; hosts without one are skipped):
     ``npms.bundle.apply_bundle``, the same code the sidecar agent runs.  A bundle older
     than the one the host runs is refused; a failure puts the host back to
     ``previous[host]``.  ``verify``: a forced check-mode pass over every resource, which
-    must find nothing to change.  ``result`` is apply_bundle's dict."""
+    must find nothing to change.  ``rollback``: put the host back to an older bundle on
+    purpose.  ``result`` is apply_bundle's dict."""
     from npms.bundle import BundleError, apply_bundle  # pylint: disable=import-outside-toplevel
 
     bundle = bundles.get(task.host.name)
@@ -419,7 +421,8 @@ def deploy_bundle(
     check = True if verify else task.is_dry_run(dry_run)
     try:
         out = apply_bundle(runner, bundle, previous=(previous or {}).get(task.host.name), check_mode=check,
-                           state_path=bundle_state_path(task), resource_factory=factory, force=verify)
+                           state_path=bundle_state_path(task), resource_factory=factory, force=verify or rollback,
+                           rollback=rollback)
     except (BundleError, CommandError) as exc:
         return Result(host=task.host, result={"error": str(exc)}, failed=True, exception=exc, changed=False)
     diff = "".join(f"# {name}\n--- before\n{r['diff']['before']}+++ after\n{r['diff']['after']}"

@@ -906,7 +906,8 @@ def responder_state(runner: Any, state: str = "started", *, pidfile: str = DEFAU
         running_argv = before.get("argv") or []
         # compare from the script on: the interpreter path may be spelled differently
         same = bool(running_argv) and running_argv[1:] == want_argv[1:]
-        tmp = f"{script}.{os.getpid()}.tmp"
+        # unique: several hosts' tasks may install into one shared directory at once
+        tmp = f"{script}.{uuid.uuid4().hex}.tmp"
         write_argv = ["sh", "-c", 'mkdir -p "$1" && cat > "$2" && mv -f "$2" "$3"', "sh", directory, tmp, script]
         if script_changed:
             commands.append(write_argv)  # stdin: this file
