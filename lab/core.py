@@ -60,6 +60,10 @@ COMMON_SYSCTLS = (
 )
 
 
+#: where npms.bundle records the bundle each lab namespace runs (bundle-<netns>.json)
+BUNDLE_STATE_DIR = "/var/lib/npms"
+
+
 class LabError(Exception):
     """Something the user can fix or must know: the message names the thing.
 
@@ -462,6 +466,13 @@ class Lab:
         signalled += terminate(pids_with_path(self.state_dir))
         for netns, node_dir in nodes:
             frr.unlink_paths(netns, node_dir)
+        # The version a node runs (npms.bundle) is recorded per namespace on the shared
+        # file system: it goes with the namespace, or a new lab would claim old bundles.
+        for ns in sorted(namespaces):
+            try:
+                os.unlink(os.path.join(BUNDLE_STATE_DIR, f"bundle-{ns}.json"))
+            except FileNotFoundError:
+                pass
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return {"namespaces": existing, "processes": sorted(set(signalled))}
 

@@ -15,9 +15,8 @@ from typing import Any, Dict, Optional
 from nornir.core.filter import F
 
 from npms.bgp import route_table
-from npms.bundle import BundleRepo, bundle_content, make_bundle
-from npms.loop import build_report, load_json, loop_lock, loop_measurements, save_report
-from npms.pce import compute_paths
+from npms.bundle import BundleRepo
+from npms.loop import compute_step, finish_step, ingest_step, loop_lock, render_step
 from npms.probe import probe_targets
 
 from .tasks import bgp_routes, deploy_bundle, overlay_keys, probe, probe_responder
@@ -76,20 +75,18 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
     # probe + ingest
     t = time.monotonic()
     probe_started = time.time()
-    samples = 0
     if s.probes:
         up = routers.run(on_failed=True, task=probe_responder, state="started", dry_run=False)
         res = routers.run(on_failed=True, task=_probe_adjacent, inventory=inv, count=s.probe_count, interval=s.probe_interval_s)
+        samples: Dict[str, Any] = {}
         for host, r in res.items():
             if r.failed:
                 node_results.setdefault(host, {})["probe_error"] = str(r[0].exception)
                 continue
             out = r[1].result if len(r) > 1 else r[0].result
-            got = out.get("samples", []) if isinstance(out, dict) else []
-            if got and not s.check_mode:
-                store.ingest(host, f"{host}-{epoch}", got)
-            samples += len(got)
-        step("probe", t, samples=samples, responders_failed=sorted(_failed(up)))
+            samples[host] = out.get("samples", []) if isinstance(out, dict) else []
+        ingested = ingest_step(store, samples, epoch) if not s.check_mode else {"samples": sum(map(len, samples.values()))}
+        step("probe", t, responders_failed=sorted(_failed(up)), **ingested)
     now = time.time()
     # keys and routes
     t = time.monotonic()
@@ -100,18 +97,13 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
     step("collect", t, keys_failed=sorted(_failed(keys)), routes_failed=sorted(_failed(collected)))
     # compute
     t = time.monotonic()
-    measurements = loop_measurements(store, inv, now, since=probe_started)
-    previous = load_json(os.path.join(s.state_dir, "paths.json"), [])
-    paths = [r.to_dict() for r in compute_paths(inv, measurements, current=previous or None)]
-    step("compute", t, measurements=len(measurements), paths=len(paths))
+    computed = compute_step(inv, store, s.state_dir, now, since=probe_started)
+    paths = computed["paths"]
+    step("compute", t, measurements=computed["measurements"], paths=len(paths))
     # render
     t = time.monotonic()
-    bundles = {h: make_bundle(h, bundle_content(inv, h, paths, public_keys, routes), epoch) for h in nodes.inventory.hosts}
-    prev_bundles = {h: repo.get(h) for h in bundles}
-    prev_bundles = {h: b for h, b in prev_bundles.items() if b is not None}
-    if not s.check_mode:
-        for b in bundles.values():
-            repo.save(b)
+    rendered = render_step(inv, repo, epoch, list(nodes.inventory.hosts), paths, public_keys, routes, publish=not s.check_mode)
+    bundles, prev_bundles = rendered["bundles"], rendered["previous"]
     step("render", t, bundles=len(bundles))
     # deploy
     t = time.monotonic()
@@ -138,24 +130,14 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
                 if host in prev_bundles:
                     back[host] = prev_bundles[host]
         if back:
-            nodes.filter(filter_func=lambda h: h.name in back).run(on_failed=True, task=deploy_bundle, bundles=back)
+            again = nodes.filter(filter_func=lambda h: h.name in back)
+            again.run(on_failed=True, task=deploy_bundle, bundles=back, rollback=True)
             for host in back:
                 node_results[host]["rolled_back"] = True
         step("verify", t, failed=sorted(h for h in ok_hosts if node_results[h].get("error")))
     # report
     t = time.monotonic()
-    report = build_report(epoch, paths, previous, node_results, steps, len(measurements), check_mode=s.check_mode)
-    if not s.check_mode:
-        _save_paths(s.state_dir, paths)
-        save_report(s.state_dir, report)
+    report = finish_step(s.state_dir, epoch, paths, computed["previous"], node_results, steps, computed["measurements"],
+                         check_mode=s.check_mode)
     report["steps"]["report"] = {"seconds": round(time.monotonic() - t, 3)}
     return report
-
-
-def _save_paths(state_dir: str, paths: Any) -> None:
-    import json  # pylint: disable=import-outside-toplevel
-
-    tmp = os.path.join(state_dir, "paths.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(paths, fh)
-    os.replace(tmp, os.path.join(state_dir, "paths.json"))

@@ -12,7 +12,10 @@ The window is 30 s here (600 s in production) so that two loops see two windows.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -109,9 +112,36 @@ def test_a_loop_with_nothing_new_changes_nothing_on_the_nodes_it_deployed(world)
     report = run_once(world["nr"], world["inv"], world["settings"])
     ok = [n for n, r in report["nodes"].items() if not r["error"]]
     assert ok and all(not report["nodes"][n]["changed"] for n in ok if world["inv"].nodes[n].role == "customer")
-    plan = run_once(world["nr"].filter(F(groups__contains="customer") | F(groups__contains="edge")
-                                        | F(groups__contains="core")),
-                    world["inv"], LoopSettings(state_dir=world["settings"].state_dir, window_s=WINDOW_S,
-                                               check_mode=True, probes=False))
+    everyone = world["nr"].filter(F(groups__contains="customer") | F(groups__contains="edge") | F(groups__contains="core"))
+    plan_settings = LoopSettings(state_dir=world["settings"].state_dir, window_s=WINDOW_S, check_mode=True, probes=False)
+    plan = run_once(everyone, world["inv"], plan_settings)
     assert plan["check_mode"] and all(not plan["nodes"][n]["changed"] for n in plan["nodes"]
                                       if world["inv"].nodes[n].role == "customer")
+
+
+def test_the_ansible_control_loop_runs_the_same_steps(world, tmp_path):
+    """playbooks/control_loop.yml against the same lab: every step, a report with the same
+    shape, every node on the loop's bundle or failed with the reason; --check changes
+    nothing (no epoch handed out, no bundle published)."""
+    lab = world["lab"]
+    state = tmp_path / "ansible-loop"
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    argv = ["ansible-playbook", "-i", INVENTORY, "-i", lab.ansible_file, "playbooks/control_loop.yml",
+            "-e", f"npms_loop_state={state}", "-e", f"npms_loop_window={WINDOW_S}"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    with open(state / "report.json", encoding="utf-8") as fh:
+        report = json.load(fh)
+    assert report["epoch"] == 1 and report["measurements"] > 0
+    assert set(report["nodes"]) == set(world["inv"].nodes)
+    for node, r in report["nodes"].items():
+        assert (r.get("running") or {}).get("epoch") == 1 or r["error"], (node, r)
+    nornir_keys = {(p["tenant"], p["traffic_class"], p["src"], p["dst"]) for p in world["first"]["paths"]}
+    assert {(p["tenant"], p["traffic_class"], p["src"], p["dst"]) for p in report["paths"]} == nornir_keys
+    check = subprocess.run(argv + ["--check"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+    assert sorted(os.listdir(state / "reports")) == ["1.json"]
+    assert json.loads((state / "bundles" / "epoch").read_text()) == 1

@@ -124,7 +124,7 @@ def test_a_damaged_bundle_is_refused(spoil, message):
 
 def test_repo_epochs_are_monotonic_and_old_bundles_are_pruned(tmp_path):
     repo = BundleRepo(str(tmp_path), keep=2)
-    epochs = [repo.next_epoch() for _ in range(3)]
+    epochs = [repo.next_epoch() for _loop in range(3)]
     assert epochs == [1, 2, 3]
     for e in epochs:
         repo.save(bundle_for("edge-ber", e))

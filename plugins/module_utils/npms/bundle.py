@@ -146,6 +146,15 @@ class BundleRepo:
             self._write(path, f"{epoch}\n")
             return epoch
 
+    def peek_epoch(self) -> int:
+        """The epoch :meth:`next_epoch` would hand out, without handing it out (check mode)."""
+        try:
+            with open(os.path.join(self.root, "epoch"), encoding="ascii") as fh:
+                last = int(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            last = 0
+        return max(last, self._max_stored()) + 1
+
     def _max_stored(self) -> int:
         best = 0
         for node in self.nodes():
@@ -228,12 +237,15 @@ ResourceFactory = Callable[[str], base.Resource]
 
 def apply_bundle(runner: Runner, bundle: Mapping[str, Any], *, previous: Optional[Mapping[str, Any]] = None,
                  check_mode: bool = False, state_path: str = NODE_STATE,
-                 resource_factory: Optional[ResourceFactory] = None, force: bool = False) -> Dict[str, Any]:
+                 resource_factory: Optional[ResourceFactory] = None, force: bool = False,
+                 rollback: bool = False) -> Dict[str, Any]:
     """Make the node hold ``bundle``.
 
     Refuses a bundle older than the one the node runs (:class:`StaleBundle`); the same
     epoch and hash again is reported unchanged without reading the node's resources
-    unless ``force`` (a verify run reads them all).  Each resource is applied with state
+    unless ``force`` (a verify run reads them all).  ``rollback`` is the controller
+    putting a node back to an older bundle on purpose (after a failed verification): the
+    age check is skipped.  Each resource is applied with state
     ``overridden``.  When one fails, every resource is put back to ``previous`` when that
     is the bundle the node runs (its state file says so), and the result says
     ``rolled_back``; otherwise the failed resource's own all-or-nothing rollback is all
@@ -247,7 +259,7 @@ def apply_bundle(runner: Runner, bundle: Mapping[str, Any], *, previous: Optiona
     running = running_version(runner, state_path)
     out["running"] = running
     if running is not None:
-        if bundle["epoch"] < running["epoch"]:
+        if bundle["epoch"] < running["epoch"] and not rollback:
             raise StaleBundle(f"{bundle['node']}: refused bundle epoch {bundle['epoch']}: the node runs epoch "
                               f"{running['epoch']} (a late update)")
         if running == {"epoch": bundle["epoch"], "hash": bundle["hash"]} and not force:

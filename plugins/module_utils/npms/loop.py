@@ -36,6 +36,7 @@ from .model import Inventory
 
 LOCK_NAME = "loop.lock"
 ERROR_CHARS = 240  # per node in the text summary
+REPORT_PATH_FIELDS = ("tenant", "traffic_class", "src", "dst", "path", "metrics", "verdict", "profile", "fec", "direct", "reason")
 
 
 class LoopBusy(RuntimeError):
@@ -116,8 +117,7 @@ def build_report(epoch: int, paths: Sequence[Mapping[str, Any]], previous: Seque
         "nodes": {n: dict(r) for n, r in sorted(nodes.items())},
         "failed_nodes": failed,
         "rolled_back": sorted(n for n, r in nodes.items() if r.get("rolled_back")),
-        "paths": [{k: p.get(k) for k in ("tenant", "traffic_class", "src", "dst", "path", "metrics", "verdict",
-                                          "profile", "fec", "direct", "reason")} for p in paths],
+        "paths": [{k: p.get(k) for k in REPORT_PATH_FIELDS} for p in paths],
         "changes": changes,
         "verdicts": _verdict_counts(paths),
     }
@@ -190,6 +190,64 @@ def load_json(path: str, default: Any) -> Any:
             return json.load(fh)
     except (OSError, ValueError):
         return default
+
+
+# --- the steps, shared by the Nornir loop and the Ansible one (module loop_step) ---------------
+def ingest_step(store: Any, samples_by_node: Mapping[str, Sequence[Any]], epoch: int) -> Dict[str, Any]:
+    """Each node's samples as one batch ``<node>-<epoch>`` (a re-run of this loop counts
+    them once)."""
+    out = {"samples": 0, "accepted": 0, "rejected": 0, "nodes": 0}
+    for node, samples in sorted(samples_by_node.items()):
+        if not samples:
+            continue
+        res = store.ingest(node, f"{node}-{epoch}", list(samples))
+        out["samples"] += len(samples)
+        out["accepted"] += res["accepted"]
+        out["rejected"] += len(res["rejected"])
+        out["nodes"] += 1
+    return out
+
+
+def compute_step(inv: Inventory, store: Any, state_dir: str, now: float, since: Optional[float] = None) -> Dict[str, Any]:
+    """Paths from the loop's measurements, with the previous loop's paths as current."""
+    from .pce import compute_paths  # pylint: disable=import-outside-toplevel
+
+    measurements = loop_measurements(store, inv, now, since=since)
+    previous = load_json(os.path.join(state_dir, "paths.json"), [])
+    paths = [r.to_dict() for r in compute_paths(inv, measurements, current=previous or None)]
+    return {"paths": paths, "previous": previous, "measurements": len(measurements)}
+
+
+def render_step(inv: Inventory, repo: Any, epoch: int, nodes: Sequence[str], paths: Sequence[Mapping[str, Any]],
+                public_keys: Optional[Mapping[str, Any]] = None, routes: Optional[Mapping[str, Any]] = None,
+                publish: bool = True, purger: Any = None) -> Dict[str, Any]:
+    """One bundle per node; with ``publish`` they are saved in the repository (what pull
+    mode serves), and a CDN in front is purged for each node whose content changed
+    (``purger``, an ``npms.api.Purger``).  Also the bundle each node had before (a
+    rollback target)."""
+    from .api import publish as publish_bundle  # pylint: disable=import-outside-toplevel
+    from .bundle import bundle_content, make_bundle  # pylint: disable=import-outside-toplevel
+
+    previous = {n: repo.get(n) for n in nodes}
+    bundles = {n: make_bundle(n, bundle_content(inv, n, paths, public_keys or {}, routes), epoch) for n in nodes}
+    if publish:
+        for b in bundles.values():
+            publish_bundle(repo, b, purger)
+    return {"bundles": bundles, "previous": {n: b for n, b in previous.items() if b is not None}}
+
+
+def finish_step(state_dir: str, epoch: int, paths: Sequence[Mapping[str, Any]], previous: Sequence[Mapping[str, Any]],
+                nodes: Mapping[str, Mapping[str, Any]], steps: Mapping[str, Any], measurements: int,
+                check_mode: bool = False) -> Dict[str, Any]:
+    """The report; outside check mode the paths become the next loop's current ones."""
+    report = build_report(epoch, paths, previous, nodes, steps, measurements, check_mode=check_mode)
+    if not check_mode:
+        tmp = os.path.join(state_dir, "paths.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(list(paths), fh)
+        os.replace(tmp, os.path.join(state_dir, "paths.json"))
+        save_report(state_dir, report)
+    return report
 
 
 # --- npms loop ------------------------------------------------------------------------------
