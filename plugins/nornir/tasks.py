@@ -428,3 +428,28 @@ def deploy_bundle(
     diff = "".join(f"# {name}\n--- before\n{r['diff']['before']}+++ after\n{r['diff']['after']}"
                    for name, r in out["resources"].items() if r.get("diff"))
     return Result(host=task.host, result=out, changed=out["changed"], failed=bool(out["error"]), diff=diff)
+
+
+def triangulate(task: Any, inventory: Any, count: int = 5, wan_address: Optional[str] = None,
+                connection: Optional[str] = None) -> Result:
+    """Edge triangulation on the host (an edge): the controller's 6 candidate POPs for its
+    WAN address, each pinged from the edge itself, the 3 fastest answering kept
+    (``npms.triangulate``); ``result`` is ``{"edge", "candidates", "upstreams"}`` for
+    ``npms.triangulate.with_upstreams``.  Read-only: it changes nothing on the node."""
+    from npms.probe import ProbeError, icmp_probe  # pylint: disable=import-outside-toplevel
+    from npms.triangulate import TriangulationError, triangulate as choose  # pylint: disable=import-outside-toplevel
+
+    runner = get_runner(task, connection)
+
+    def ping(address: str) -> Optional[float]:
+        try:
+            sample = icmp_probe(address, count=count, interval_s=0.05, timeout_s=1.0, runner=runner)
+        except ProbeError:  # no route to it from this edge: it does not answer
+            return None
+        return sample.get("rtt_ms") if sample.get("received") else None
+
+    try:
+        out = choose(inventory, task.host.name, ping, wan_address=wan_address)
+    except (TriangulationError, CommandError) as exc:
+        return Result(host=task.host, result=None, failed=True, exception=exc, changed=False)
+    return Result(host=task.host, result=out, changed=False)
