@@ -98,8 +98,14 @@ integration: setup link
 
 # Every scenario under tests/molecule/ (molecule 25+ would look in extensions/molecule/);
 # create / destroy bring the namespace lab up and down, so this needs root.
+# One scenario at a time (molecule --all stops at the first failure and hides the rest).
 molecule: setup link
-	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(BIN)/molecule test --all
+	@failed=""; \
+	for f in tests/molecule/*/molecule.yml; do \
+	  s=$$(basename $$(dirname $$f)); echo "--- molecule scenario $$s"; \
+	  MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(BIN)/molecule test -s $$s || failed="$$failed $$s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "molecule: FAILED:$$failed"; exit 1; fi
 
 sanity: setup
 	tests/sanity/run.sh
