@@ -194,6 +194,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     paths2 = eng.update(changed)
     out["incremental_s"] = round(time.perf_counter() - t0, 3)
+    out["incremental_recomputed_pairs"] = (getattr(paths2, "stats", {}) or {}).get("pairs")
     t0 = time.perf_counter()
     inc_list = paths2.to_list()
     out["incremental_materialise_s"] = round(time.perf_counter() - t0, 3)
@@ -203,6 +204,7 @@ def main(argv=None):
     say("(b) incremental: %s (on %d primary paths) latency x3, loss 2 %% both ways: update %.3f s, "
         "materialise %.3f s; %d paths moved" % (out["incremental_link"], link_use, out["incremental_s"],
                                                 out["incremental_materialise_s"], moved))
+    say("    pairs recomputed by the update: %s of %d" % (out["incremental_recomputed_pairs"], len(pairs)))
     keyed = {(m.get("tenant"), m["src"], m["dst"]): m for m in ms}
     for m in changed:
         keyed[(m.get("tenant"), m["src"], m["dst"])] = m

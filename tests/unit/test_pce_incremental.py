@@ -8,6 +8,11 @@ lives through latency up, loss up, link down and link back on the core link its 
 uses most (both directions), then an access link of one tenant; after every step its
 answer must equal a fresh fast compute and the reference engine on the same
 measurements.  The changes must move paths, else the test would prove nothing.
+
+The update recomputes only the pairs a change can reach: the other tests check a change
+that moves some paths (and recomputes some pairs, not all), a change on a link no path
+uses (every result stays equal), a pruned link becoming admissible, and that a result set
+not looked at before an update keeps the measurements it was computed from.
 """
 
 import os
@@ -106,3 +111,115 @@ def test_update_sequence_equals_fresh_compute(seed):
             assert not _diff(got, first), "seed %d: the original values did not give the original answer" % seed
         previous = got
     assert moved, "seed %d: no step moved any path" % seed
+
+
+def _net_and_engine(seed, ms=None):
+    inv = synth.build(pops=10, tenants=2, edges_per_tenant=5, seed=seed)
+    ms = synth.core_measurements(inv, seed=seed) if ms is None else ms
+    return inv, ms, FastEngine(Network(inv, ms))
+
+
+def _used_core_links(results):
+    """Core links (sorted name pairs) on any primary or backup path."""
+    used = set()
+    for r in results:
+        for path in (r["path"], r["backup_path"]):
+            for u, v in zip(path, path[1:]):
+                if u.startswith("pop") and v.startswith("pop"):
+                    used.add(tuple(sorted((u, v))))
+    return used
+
+
+def _check_against_fresh(inv, state, got, what):
+    now = list(state.values())
+    problem = _diff(got, FastEngine(Network(inv, now)).compute().to_list())
+    assert not problem, "%s: update vs fresh compute: %s" % (what, problem)
+    problem = _diff(got, compute_paths(inv, now, engine="reference").to_list())
+    assert not problem, "%s: update vs reference: %s" % (what, problem)
+
+
+@pytest.mark.parametrize("seed", [3, 7, 19])
+def test_update_moves_some_paths_and_recomputes_only_some_pairs(seed):
+    """A slower core link moves the paths that used it and no others; the update
+    recomputes a part of the pairs, not all of them, and still equals a full compute."""
+    inv, ms, eng = _net_and_engine(seed)
+    first = eng.compute().to_list()
+    a, b = _most_used_core_link(first)
+    state = _keyed(ms)
+    change = _both_ways(state, a, b, latency_factor=3.0)
+    for m in change:
+        state[(None, m["src"], m["dst"])] = m
+    paths = eng.update(change)
+    got = paths.to_list()
+    _check_against_fresh(inv, state, got, "seed %d, %s-%s slower" % (seed, a, b))
+    moved = [g for g, f in zip(got, first) if g["path"] != f["path"]]
+    assert moved, "seed %d: no path moved off %s-%s" % (seed, a, b)
+    for g, f in zip(got, first):
+        on_link = any({u, v} == {a, b} for u, v in zip(f["path"], f["path"][1:]))
+        if not on_link:  # a path that avoided the link cannot have got better by it
+            assert g["path"] == f["path"], "seed %d: %s>%s moved without using %s-%s" % (
+                seed, f["src"], f["dst"], a, b)
+    assert 0 < paths.stats["pairs"] < len(got), "seed %d: recomputed %d of %d pairs" % (
+        seed, paths.stats["pairs"], len(got))
+
+
+@pytest.mark.parametrize("seed", [3, 7, 19])
+def test_update_on_an_unused_link_changes_no_result(seed):
+    """Worse measurements on a core link that no primary or backup path uses leave
+    every result equal to the previous one."""
+    inv, ms, eng = _net_and_engine(seed)
+    before = eng.compute()
+    first = before.to_list()
+    used = _used_core_links(first)
+    links = sorted(tuple(sorted((lk.a, lk.b))) for lk in inv.links if lk.kind == "core")
+    unused = [lk for lk in links if lk not in used]
+    assert unused, "seed %d: every core link is used" % seed
+    a, b = unused[len(unused) // 2]
+    state = _keyed(ms)
+    change = _both_ways(state, a, b, latency_factor=5.0, loss_pct=3.0)
+    for m in change:
+        state[(None, m["src"], m["dst"])] = m
+    after = eng.update(change)
+    assert after.results == before.results, "seed %d: a change on unused %s-%s changed results" % (seed, a, b)
+    _check_against_fresh(inv, state, after.to_list(), "seed %d, unused %s-%s" % (seed, a, b))
+
+
+@pytest.mark.parametrize("seed", [3, 7, 19])
+def test_update_makes_a_pruned_link_admissible(seed):
+    """A core link that was down (pruned everywhere) comes back fast and clean: paths
+    move onto it, and the answer equals a full compute."""
+    inv, ms, _eng = _net_and_engine(seed)
+    state = _keyed(ms)
+    first = FastEngine(Network(inv, ms)).compute().to_list()
+    a, b = _most_used_core_link(first)
+    down = _both_ways(state, a, b, loss_pct=100.0)
+    for m in down:
+        state[(None, m["src"], m["dst"])] = m
+    _inv, _ms, eng = _net_and_engine(seed, list(state.values()))
+    pruned = eng.compute().to_list()
+    assert all({a, b} != {u, v} for r in pruned for u, v in zip(r["path"], r["path"][1:]))
+    back = _both_ways(state, a, b, latency_factor=0.2, loss_pct=0.0, jitter_ms=0.05)
+    for m in back:
+        state[(None, m["src"], m["dst"])] = m
+    got = eng.update(back).to_list()
+    _check_against_fresh(inv, state, got, "seed %d, %s-%s back" % (seed, a, b))
+    assert any({a, b} == {u, v} for r in got for u, v in zip(r["path"], r["path"][1:])), \
+        "seed %d: no path uses %s-%s once admissible" % (seed, a, b)
+
+
+def test_results_are_a_snapshot_of_their_measurements():
+    """A result set not yet looked at when ``update`` runs still gives the answer for the
+    measurements it was computed from (and an update's answer for the new ones)."""
+    inv, ms, eng = _net_and_engine(7)
+    first = eng.compute()  # not materialised yet
+    state = _keyed(ms)
+    expected_first = FastEngine(Network(inv, ms)).compute().to_list()
+    a, b = _most_used_core_link(expected_first)
+    change = _both_ways(state, a, b, latency_factor=4.0, loss_pct=2.5)
+    for m in change:
+        state[(None, m["src"], m["dst"])] = m
+    second = eng.update(change)
+    third = eng.update(_both_ways(state, a, b, loss_pct=100.0))  # before second is looked at
+    assert not _diff(first.to_list(), expected_first)
+    _check_against_fresh(inv, state, second.to_list(), "second of three")
+    assert third.to_list() != second.to_list()

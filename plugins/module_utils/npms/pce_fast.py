@@ -20,11 +20,20 @@ How it stays exact (it must give the reference engine's answer, byte for byte):
   when it could win (``_avoiding_dist``), and skip the search when no path avoiding the
   primary's POPs can meet the bounds (``_backup_infeasible``).
 * Results are materialised (metrics, SIDs, reasons) through the same functions as the
-  reference engine, lazily: the compute step keeps only choices.
+  reference engine, lazily: the compute step keeps only choices, and the network they
+  were computed from (``update`` works on a copy), so a result set is a snapshot.
+* ``update`` after new core measurements repairs each core solution (only the core pairs
+  whose walk crossed a changed arc or a changed next hop are walked again) and recomputes
+  only the pairs that a change can reach (``_Best.dirty``): a pair answered by its
+  least-weight candidate when a changed candidate could win or its winner changed; a pair
+  with an exact search when the search popped a changed arc or a core whose bounds moved
+  (if every change made arcs worse; else when anything it read changed).  The recomputed
+  pairs form a new layer of the block (``_BlockView``) over the previous answer.
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -43,9 +52,18 @@ FINF = float("inf")
 
 
 class _CoreSolution:
-    """Everything about the core graph under one pruning key."""
+    """Everything about the core graph under one pruning key.
 
-    def __init__(self, eng: "FastEngine", variant: Variant):
+    Built from scratch, or repaired from the solution of the previous measurements
+    (``prev``): only the core pairs whose distance, next hops or arcs changed are walked
+    again.  ``chg`` then says what changed (``None`` for a fresh build): ``D`` (distance),
+    ``path`` (distance, node sequence or any metric sum), ``lb`` per lower-bound metric,
+    ``rows`` (cores whose outgoing arcs changed) and ``any``; the engine's ``update`` uses it
+    to find the pairs to recompute.
+    """
+
+    def __init__(self, eng: "FastEngine", variant: Variant, prev: "Optional[_CoreSolution]" = None,
+                 arc_chg=None):
         C = eng.C
         m = eng.core
         allowed = _arc_bounds_ok(m, variant)
@@ -63,22 +81,29 @@ class _CoreSolution:
         w = np.where(allowed, w, INF)
         np.fill_diagonal(w, 0)
         self.W = w
+        self.variant = variant
+        self.words = (C + 63) // 64
+        self._lb: Dict[str, Any] = {}
+        self._succ: Optional[Dict[str, List[Tuple[str, int]]]] = None
+        self.chg = None
+        if prev is not None:
+            w_chg = w != prev.W
+            arcs = np.nonzero(w_chg | (arc_chg & (allowed | prev.allowed)))
+            if len(arcs[0]) <= _REPAIR_MAX_ARCS:
+                self._repair(eng, prev, w_chg, arcs)
+                return
         self.D = D = _floyd_warshall(w)
-        # NH[a, b]: smallest tight successor of a towards b (the lexicographic rule)
-        tight = (w[:, :, None] + D[None, :, :]) == D[:, None, :]  # [a, y, b]
-        idx = np.arange(C)
-        tight[idx, idx, :] = False  # y != a
-        tight &= (w < INF)[:, :, None]
-        has = tight.any(axis=1)
-        nh = np.where(has, tight.argmax(axis=1), -1)
-        nh[idx, idx] = idx
-        self.NH = nh
-        # walk every core path once: node masks and metric sums along it
-        words = (C + 63) // 64
-        self.words = words
-        mask = np.zeros((C, C, words), dtype=np.uint64)
-        reach = D < INF
-        a_idx, b_idx = np.nonzero(reach)
+        self.NH = _next_hops(w, D, np.arange(C), np.arange(C))
+        self.mask = np.zeros((C, C, self.words), dtype=np.uint64)
+        self.P = {k: np.full((C, C), FINF) for k in ("lat", "lat95", "jit", "losslog", "cost", "bw")}
+        self.P["hops"] = np.full((C, C), 10 ** 6, dtype=np.int64)
+        a_idx, b_idx = np.nonzero(D < INF)
+        self._walk_pairs(eng, a_idx, b_idx)
+
+    def _walk_pairs(self, eng, a_idx, b_idx):
+        """Walk the core paths of the pairs (a_idx, b_idx) along ``NH``: node masks and
+        metric sums (the pairs' entries must be empty / unreachable beforehand)."""
+        m, nh, mask, variant = eng.core, self.NH, self.mask, self.variant
         cur = a_idx.copy()
         sums = {k: np.zeros(len(a_idx)) for k in ("lat", "lat95", "jit", "losslog", "cost")}
         hops = np.zeros(len(a_idx), dtype=np.int64)
@@ -99,30 +124,89 @@ class _CoreSolution:
             _setbit(mask, ca, cb, nxt)
             cur[active] = nxt
             active = cur != b_idx
-        self.mask = mask
-        self.P = {}
         for k, v in sums.items():
-            arr = np.full((C, C), FINF)
-            arr[a_idx, b_idx] = v
-            self.P[k] = arr
-        arr = np.full((C, C), FINF)
-        arr[a_idx, b_idx] = bw
-        self.P["bw"] = arr
-        arr = np.full((C, C), 10 ** 6, dtype=np.int64)
-        arr[a_idx, b_idx] = hops
-        self.P["hops"] = arr
-        self._lb: Dict[str, Any] = {}
-        self._succ: Optional[Dict[str, List[Tuple[str, int]]]] = None
+            self.P[k][a_idx, b_idx] = v
+        self.P["bw"][a_idx, b_idx] = bw
+        self.P["hops"][a_idx, b_idx] = hops
+
+    def _repair(self, eng, prev, w_chg, arcs):
+        """The previous solution with the changes of a few arcs (``arcs``: their (u, v)
+        index arrays; weight or any metric changed) applied.
+
+        Distances are integers, so Floyd-Warshall again gives the same D as a fresh build;
+        next hops are recomputed in the columns whose distances changed and the rows whose
+        arcs changed; a core path is walked again when its old walk crossed a changed arc
+        or a node whose next hop changed (else it and its sums are unchanged)."""
+        C = eng.C
+        W = self.W
+        self.D = D = _floyd_warshall(W) if w_chg.any() else prev.D
+        chgD = D != prev.D
+        cols = np.nonzero(chgD.any(axis=0))[0]
+        rows = np.nonzero(w_chg.any(axis=1))[0]
+        NH = prev.NH.copy()
+        if len(cols):
+            NH[:, cols] = _next_hops(W, D, np.arange(C), cols)
+        if len(rows):
+            NH[rows, :] = _next_hops(W, D, rows, np.arange(C))
+        self.NH = NH
+        chgNH = NH != prev.NH
+        # which old walks are stale
+        stale = chgD.copy()
+        for u, v in zip(*arcs):
+            b_on = np.nonzero(prev.NH[u, :] == v)[0]  # targets whose path leaves u for v
+            b_on = b_on[b_on != u]
+            if len(b_on):
+                has_u = (prev.mask[:, b_on, u // 64] >> np.uint64(u % 64)) & np.uint64(1)
+                stale[:, b_on] |= has_u.astype(bool)
+        if chgNH.any():
+            xs, bs = np.nonzero(chgNH)
+            chgbits = np.zeros((C, self.words), dtype=np.uint64)
+            np.bitwise_or.at(chgbits, (bs, xs // 64), np.uint64(1) << (xs % 64).astype(np.uint64))
+            stale |= ((prev.mask & chgbits[None, :, :]) != 0).any(axis=2)
+        self.mask = prev.mask.copy()
+        self.P = {k: v.copy() for k, v in prev.P.items()}
+        a_idx, b_idx = np.nonzero(stale)
+        self.mask[a_idx, b_idx] = 0
+        for k, v in self.P.items():
+            v[a_idx, b_idx] = 10 ** 6 if k == "hops" else FINF
+        live = D[a_idx, b_idx] < INF
+        self._walk_pairs(eng, a_idx[live], b_idx[live])
+        path = np.zeros((C, C), dtype=bool)
+        path[a_idx, b_idx] = True
+        # a re-walked pair whose path and sums came out the same did not change
+        same = (self.mask[a_idx, b_idx] == prev.mask[a_idx, b_idx]).all(axis=1)
+        same &= D[a_idx, b_idx] == prev.D[a_idx, b_idx]
+        for k, v in self.P.items():
+            same &= v[a_idx, b_idx] == prev.P[k][a_idx, b_idx]
+        seq = np.zeros((C, C), dtype=bool)  # the node sequence may differ on the same node set
+        if chgNH.any():
+            seq[a_idx, b_idx] = ((prev.mask[a_idx, b_idx] & chgbits[b_idx]) != 0).any(axis=1)
+        path[a_idx[same], b_idx[same]] = False
+        path |= seq
+        lb = {}
+        for metric, old in prev._lb.items():
+            new = self.lower_bound(eng, metric)
+            lb[metric] = new != old
+        rows_chg = np.zeros(C, dtype=bool)
+        rows_chg[arcs[0]] = True
+        self.chg = {"D": chgD, "path": path | chgD, "lb": lb, "rows": rows_chg, "any": len(arcs[0]) > 0,
+                    "arcs": (np.asarray(arcs[0], dtype=np.int64), np.asarray(arcs[1], dtype=np.int64)),
+                    "worse_w": bool((self.W[arcs] >= prev.W[arcs]).all())}
+        self.chg["worse_all"] = self.chg["worse_w"] and eng._metrics_worse
 
     def lower_bound(self, eng, metric: str):
         """Least possible sum of one metric between cores (same pruning)."""
         if metric not in self._lb:
-            if metric == "hops":
-                w = np.where(self.allowed, 1.0, FINF)
-            else:
-                w = np.where(self.allowed, eng.core_additive(metric), FINF)
-            np.fill_diagonal(w, 0.0)
-            self._lb[metric] = _floyd_warshall(w)
+            key = (metric, self.allowed.tobytes())
+            got = eng._lb_cache.get(key)
+            if got is None:
+                if metric == "hops":
+                    w = np.where(self.allowed, 1.0, FINF)
+                else:
+                    w = np.where(self.allowed, eng.core_additive(metric), FINF)
+                np.fill_diagonal(w, 0.0)
+                got = eng._lb_cache[key] = _floyd_warshall(w)
+            self._lb[metric] = got
         return self._lb[metric]
 
     def successors(self, cores) -> Dict[str, List[Tuple[str, int]]]:
@@ -141,6 +225,21 @@ class _CoreSolution:
             a = int(self.NH[a, b])
             out.append(a)
         return out
+
+
+_REPAIR_MAX_ARCS = 64  # more changed core arcs than this: build the solution afresh
+
+
+def _next_hops(w, D, rows, cols):
+    """NH[a, b] for a in rows, b in cols: the smallest tight successor of a towards b (the
+    lexicographic rule), -1 where b is unreachable, a itself on the diagonal."""
+    tight = (w[rows][:, :, None] + D[None, :, cols]) == D[rows][:, None, cols]  # [a, y, b]
+    tight[np.arange(len(rows)), rows, :] = False  # y != a
+    tight &= (w[rows] < INF)[:, :, None]
+    nh = np.where(tight.any(axis=1), tight.argmax(axis=1), -1)
+    same = rows[:, None] == cols[None, :]
+    nh[same] = rows[:, None].repeat(len(cols), 1)[same]
+    return nh
 
 
 def _floyd_warshall(w):
@@ -205,39 +304,55 @@ class _Best:
     def __init__(self, eng, tenant, variant, sol, ed, need, drop_masks=None, drop_direct=None,
                  drops_fn=None):
         self.drops_fn = drops_fn
+        self.net = eng.net  # the measurements this was computed from (results are snapshots)
+        self.searched: Dict[Tuple[int, int], Any] = {}  # pair -> arcs its exact search popped
+        self.drop_masks = drop_masks
         t = ed.t
         A = t["A"]
         E, K = A.shape
         Ac = np.where(A >= 0, A, 0)
-        # candidate weights [s, d, i, j]
-        core = sol.D[Ac[:, None, :, None], Ac[None, :, None, :]]
-        wc = ed.Wout[:, None, :, None] + core
+        # candidate weights of the needed pairs only [p, i, j] (other pairs stay INF:
+        # nothing reads them), scattered into [s, d, ...] grids
+        eye = np.eye(E, dtype=bool)
+        S, D = np.nonzero(need & ~eye)
+        KK = K * K
+        As, Ad = Ac[S][:, :, None], Ac[D][:, None, :]
+        wc = ed.Wout[S][:, :, None] + sol.D[As, Ad]
         np.minimum(wc, INF, out=wc)
-        wc = wc + ed.Win[None, :, None, :]
+        wc = wc + ed.Win[D][:, None, :]
         np.minimum(wc, INF, out=wc)
         conflict = None
         if drop_masks is not None:
             # candidate valid only if a, b and the core path avoid the dropped nodes
-            pm = sol.mask[Ac[:, None, :, None], Ac[None, :, None, :]]  # [s,d,i,j,w]
-            hit = ((pm & drop_masks[:, :, None, None, :]) != 0).any(axis=-1)
-            a_bit = _bits(Ac, sol.words)  # [E, K, w]
-            a_drop = ((a_bit[:, None, :, None, :] & drop_masks[:, :, None, None, :]) != 0).any(-1)
-            b_drop = ((a_bit[None, :, None, :, :] & drop_masks[:, :, None, None, :]) != 0).any(-1)
-            ends = a_drop | b_drop
+            dm = drop_masks[S, D]  # [p, w]
+            hit = ((sol.mask[As, Ad] & dm[:, None, None, :]) != 0).any(axis=-1)
+            a_bit = t.get("bits")  # [E, K, w]: the access POPs as node masks
+            if a_bit is None:
+                a_bit = t["bits"] = _bits(Ac, sol.words)
+            a_drop = ((a_bit[S] & dm[:, None, :]) != 0).any(-1)  # [p, i]
+            b_drop = ((a_bit[D] & dm[:, None, :]) != 0).any(-1)  # [p, j]
+            ends = a_drop[:, :, None] | b_drop[:, None, :]
             conflict = hit & ~ends & (wc < INF)
-            conflict_w = np.where(conflict, wc, INF)  # lower bounds of detours around the drops
+            conflict_w = np.full((E, E, K, K), INF, dtype=np.int64)  # lower bounds of detours around the drops
+            conflict_w[S, D] = np.where(conflict, wc, INF)
             wc = np.where(hit | ends, INF, wc)
-        wd = ed.Wd.copy()
+        wd = ed.Wd[S, D]
         if drop_direct is not None:
-            wd[drop_direct] = INF
-        flat = np.concatenate([wc.reshape(E, E, K * K), wd[:, :, None]], axis=2)
-        best = flat.min(axis=2)
+            wd = np.where(drop_direct[S, D], INF, wd)
+        flat_p = np.concatenate([wc.reshape(-1, KK), wd[:, None]], axis=1)
+        best_p = flat_p.min(axis=1)
+        flat = np.full((E, E, KK + 1), INF, dtype=np.int64)
+        flat[S, D] = flat_p
+        best = np.full((E, E), INF, dtype=np.int64)
+        best[S, D] = best_p
         self.eng, self.tenant, self.variant, self.sol, self.ed = eng, tenant, variant, sol, ed
         self.E, self.K = E, K
         self.flat = flat
         self.w = best
-        self.arg = flat.argmin(axis=2)
-        self.ties = (flat == best[:, :, None]).sum(axis=2) > 1
+        self.arg = np.zeros((E, E), dtype=np.int64)
+        self.arg[S, D] = flat_p.argmin(axis=1)
+        self.ties = np.zeros((E, E), dtype=bool)
+        self.ties[S, D] = (flat_p == best_p[:, None]).sum(axis=1) > 1
         self.explicit: Dict[Tuple[int, int], Optional[List[str]]] = {}
         self.why: Dict[Tuple[int, int], Any] = {}  # str, or (path, note): see _why
         self.slow = 0
@@ -284,7 +399,7 @@ class _Best:
         # ties between candidates: settle by node sequence, as the reference does
         for s, d in zip(*np.nonzero(need & self.ties)):
             cands = np.nonzero(self.flat[s, d] == self.w[s, d])[0]
-            paths = [(tuple(eng.net.index[n] for n in self._cand_path(s, d, int(k))), int(k)) for k in cands]
+            paths = [(tuple(self.net.index[n] for n in self._cand_path(s, d, int(k))), int(k)) for k in cands]
             self.arg[s, d] = min(paths)[1]
         # metrics of the winner, vectorised
         arg = self.arg
@@ -345,13 +460,34 @@ class _Best:
                 self.explicit[(s, d)] = None
                 self.why[(s, d)] = "no path"
                 continue
-            m = path_metrics(eng.net.arcs_for(self.tenant), path, variant)
+            m = path_metrics(self.net.arcs_for(self.tenant), path, variant)
             if not violations(m, variant):
                 self.explicit[(s, d)] = path
                 self.admitted[s, d] = True
             else:
                 self._slow(s, d, path)
         self._flush_slow()
+        # pairs not answered by their least-weight candidate alone (see ``dirty``), and
+        # those of them whose path an exact search found (no detour first): bounds that
+        # only grow cannot prove such a pair infeasible
+        self.special = np.zeros((self.E, self.E), dtype=bool)
+        for key in self.explicit:
+            self.special[key] = True
+        for key in self.replaced:
+            self.special[key] = True
+        self.search_alone = np.zeros((self.E, self.E), dtype=bool)
+        for key in self.searched:
+            if key not in self.replaced and self.explicit.get(key) is not None:
+                self.search_alone[key] = True
+        # backups (whose reasons are never shown) proven to have no admitted path: by
+        # bounds, by an exhausted search, or with no path at all
+        self.none_proven = np.zeros((self.E, self.E), dtype=bool)
+        if self.drops_fn is not None:
+            for key, path in self.explicit.items():
+                why = self.why.get(key)
+                if path is None and not (isinstance(why, tuple) and why[1]):
+                    self.none_proven[key] = True
+            self.none_proven |= self.need & (self.w >= INF) & ~self.special  # no candidate, no detour
 
     def _lower_bound(self, metric):
         """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
@@ -407,7 +543,7 @@ class _Best:
         excl = _unpack(np.array(q_mask, dtype=np.uint64).reshape(Q, -1), C)
         dist = _avoiding_dist(sol, np.array(q_target, dtype=np.int64), excl,
                               np.array(q_mask, dtype=np.uint64).reshape(Q, -1))
-        index, names, cores = eng.net.index, t["names"], eng.cores
+        index, names, cores = self.net.index, t["names"], eng.cores
         for s, d, cands in work:
             options = []  # (weight, path)
             if self.w[s, d] < INF:
@@ -472,9 +608,10 @@ class _Best:
             where.append((s, d, least))
         if not queries:
             return
-        found = _search_batch(eng, eng.net.arcs_for(self.tenant), variant, self.sol, self.ed, queries,
-                              eng.net.inventory.pce.max_candidates)
-        for (s, d, least), (choice, why) in zip(where, found):
+        found, expanded = _search_batch(eng, self.net.arcs_for(self.tenant), variant, self.sol, self.ed, queries,
+                                        self.net.inventory.pce.max_candidates)
+        for (s, d, least), (choice, why), ex in zip(where, found, expanded):
+            self.searched[(s, d)] = ex
             self.explicit[(s, d)] = choice.path if choice else None
             if choice is None:
                 self.why[(s, d)] = (least, why)
@@ -513,13 +650,14 @@ class _Best:
             at_src[metric] = {src: best}
         return P.bounds_infeasible(at_src, self.variant, src)
 
-    def _to_dst_bounds(self, S, D) -> Dict[str, Tuple[Any, List[Optional[float]]]]:
+    def _to_dst_bounds(self, S, D, sol=None) -> Dict[str, Tuple[Any, List[Optional[float]]]]:
         """Per pair (``S[q]``, ``D[q]``): least weight and least sum of each bounded metric
         from every core to the destination, and from the source (``ReferenceEngine.
         lower_bounds`` on the pair's graph without drops).  ``metric -> ([Q, C] array with
         0 (weight) or inf where the destination is unreachable, [value at the source or
         None])``."""
-        ed, t, sol, eng = self.ed, self.ed.t, self.sol, self.eng
+        ed, t, eng = self.ed, self.ed.t, self.eng
+        sol = sol or self.sol
         Ac = np.where(t["A"] >= 0, t["A"], 0)
         ok_in = ed.in_ok[D] & (ed.Win[D] < INF)  # [Q, K]
         ok_out = ed.out_ok[S] & (ed.Wout[S] < INF)
@@ -562,7 +700,7 @@ class _Best:
             raise AssertionError("pair %d,%d was not resolved" % (s, d))
         else:
             path = self._cand_path(s, d, int(self.arg[s, d]))
-        arcs = self.eng.net.arcs_for(self.tenant)
+        arcs = self.net.arcs_for(self.tenant)
         return Choice(self.variant, list(path), path_metrics(arcs, path, self.variant)), ""
 
     def _why(self, s, d) -> str:
@@ -570,7 +708,7 @@ class _Best:
         why = self.why.get((s, d), "no path")
         if isinstance(why, tuple):  # (least-weight path, search note): words built now
             path, note = why
-            broken = violations(path_metrics(self.eng.net.arcs_for(self.tenant), path, self.variant),
+            broken = violations(path_metrics(self.net.arcs_for(self.tenant), path, self.variant),
                                 self.variant)
             why = self.why[(s, d)] = "best path: %s" % "; ".join([*broken, note] if note else broken)
         return why
@@ -579,7 +717,7 @@ class _Best:
         """Weight of each admitted choice (``mask``), as ``weight_key`` gives it."""
         w = self.w.copy()
         if self.explicit:
-            arcs = self.eng.net.arcs_for(self.tenant)
+            arcs = self.net.arcs_for(self.tenant)
             for (s, d), path in self.explicit.items():
                 if mask[s, d] and path is not None:
                     w[s, d] = path_metrics(arcs, path, self.variant).weight
@@ -589,12 +727,166 @@ class _Best:
         """(weight, name ranks) of the pair's admitted choice, without building metrics."""
         if (s, d) in self.explicit:
             path = self.explicit[(s, d)]
-            arcs = self.eng.net.arcs_for(self.tenant)
+            arcs = self.net.arcs_for(self.tenant)
             w = path_metrics(arcs, path, self.variant).weight
         else:
             path = self._cand_path(s, d, int(self.arg[s, d]))
             w = int(self.w[s, d])
-        return (w, tuple(self.eng.net.index[n] for n in path))
+        return (w, tuple(self.net.index[n] for n in path))
+
+    # -- what a change of core arcs can reach (FastEngine.update) --------------------------
+    def dirty(self, sol: "_CoreSolution", owned):
+        """Pairs of ``owned`` whose answer here may differ on the repaired solution ``sol``.
+
+        A pair answered by its least-weight candidate reads its candidates' core pairs: it
+        is unchanged when no candidate that tied for the least weight changed (distance,
+        path or sums) and every changed candidate now weighs more than that least weight
+        (so it neither wins, ties, nor makes a detour around dropped nodes look possible);
+        a candidate from or to a dropped POP is never read.  Other pairs (bounds broken, a
+        detour, an exact search) are recomputed when any candidate or its lower bounds
+        changed, with two exceptions when every changed arc got worse (``worse_all``: weight,
+        latency, jitter and loss only grew, so bounds and heap keys only grow):
+
+        * a pair whose path an exact search found is judged by its least-weight candidate
+          as above, by its bounds at the source, and by what the search popped: a search
+          whose popped partial paths avoid the changed arcs and the cores whose bounds to
+          the destination moved pops the same paths again;
+        * a detour around dropped nodes (``replaced``) stays when its own path avoids the
+          changed arcs (``worse_w``: distances avoiding the drops only grew).
+
+        * a backup proven to have no admitted path (``none_proven``) keeps having none.
+
+        Otherwise an exact search is recomputed when it popped a core whose arcs changed or
+        the bounds to the destination's POPs changed."""
+        need = self.need & owned
+        chg = sol.chg
+        if chg is None or sol.variant.prune_key != self.variant.prune_key:
+            return need
+        out = np.zeros_like(need)
+        if chg["any"] and chg["worse_all"]:  # arcs that only got worse add no admitted path
+            need = need & ~self.none_proven
+        if not chg["any"] or not need.any():
+            return out
+        t = self.ed.t
+        A = t["A"]
+        valid = A >= 0
+        Ac = np.where(valid, A, 0)
+        special = self.special & need
+        # worse arcs only: a pair answered by an exact search alone is judged below by its
+        # least-weight candidate (as a plain pair), its bounds and what the search popped
+        alone = self.search_alone & need if chg["worse_all"] else np.zeros_like(need)
+        # changed core pairs with their lower bounds (a bound not computed before was not
+        # read before), and their rows and columns: shared by the blocks of one update
+        key = tuple(m for m in self.variant.bounds() if m in chg["lb"])
+        memo = chg.setdefault("memo", {})
+        if key not in memo:
+            lbm = chg["path"].copy()
+            for metric in key:
+                lbm |= chg["lb"][metric]
+            memo[key] = (lbm, lbm.any(axis=1), lbm.any(axis=0))
+        lbm, rows_any, cols_any = memo[key]
+        # only pairs with a changed candidate: a source POP with a changed row, a
+        # destination POP with a changed column
+        src = (rows_any[Ac] & valid).any(axis=1)
+        dst = (cols_any[Ac] & valid).any(axis=1)
+        S, D = np.nonzero(need & src[:, None] & dst[None, :])
+        if len(S):
+            vv = valid[S][:, :, None] & valid[D][:, None, :]
+            a, b = Ac[S][:, :, None], Ac[D][:, None, :]
+            cc = chg["path"][a, b] & vv  # [P, K, K]
+            sp = (special & ~alone)[S, D]
+            hit_sp = sp & (lbm[a, b] & vv).any(axis=(1, 2))
+            out[S[hit_sp], D[hit_sp]] = True
+            plain = ~sp & cc.any(axis=(1, 2))
+            if plain.any():
+                S2, D2, cc2 = S[plain], D[plain], cc[plain]
+                ed = self.ed
+                wc = ed.Wout[S2][:, :, None] + sol.D[Ac[S2][:, :, None], Ac[D2][:, None, :]]
+                np.minimum(wc, INF, out=wc)
+                wc = wc + ed.Win[D2][:, None, :]
+                np.minimum(wc, INF, out=wc)
+                K = A.shape[1]
+                w_old = self.w[S2, D2][:, None, None]
+                old = self.flat[S2, D2, :K * K].reshape(-1, K, K)
+                bad = cc2 & (((old == w_old) & (w_old < INF)) | ((wc <= w_old) & (wc < INF)))
+                if self.drop_masks is not None:  # a candidate from or to a dropped POP is never read
+                    dm = self.drop_masks[S2, D2]
+                    a_bit = t.get("bits")
+                    if a_bit is None:
+                        a_bit = t["bits"] = _bits(Ac, sol.words)
+                    a_drop = ((a_bit[S2] & dm[:, None, :]) != 0).any(-1)
+                    b_drop = ((a_bit[D2] & dm[:, None, :]) != 0).any(-1)
+                    bad &= ~(a_drop[:, :, None] | b_drop[:, None, :])
+                hit = bad.any(axis=(1, 2))
+                out[S2[hit], D2[hit]] = True
+        special &= ~out
+        if not special.any():
+            return out
+        todo = [key for key in self.searched if special[key]]
+        if todo and not chg["worse_all"]:
+            cols = chg["D"].any(axis=0)
+            for metric in self.variant.bounds():
+                if metric in chg["lb"]:
+                    cols = cols | chg["lb"][metric].any(axis=0)
+            rows = chg["rows"]
+            for (s, d) in todo:
+                ex = np.array([c for _p, c in self.searched[(s, d)] if c < len(rows)], dtype=np.int64)
+                if cols[A[d][valid[d]]].any() or rows[ex].any():
+                    out[s, d] = True
+        elif todo:
+            # worse arcs only: see the docstring
+            arcs = set(zip(chg["arcs"][0].tolist(), chg["arcs"][1].tolist()))
+            # a core's bound to the destination can move only if its D or lower bound
+            # towards one of the destination's POPs changed: the exact bounds are compared
+            # only for searches that popped such a core
+            to = chg["D"].copy()
+            for metric in self.variant.bounds():
+                if metric in chg["lb"]:
+                    to |= chg["lb"][metric]
+            exact = []
+            for key in todo:
+                may = to[:, A[key[1]][valid[key[1]]]].any(axis=1)
+                popped = self.searched[key]
+                if any(pa in arcs for pa in popped):
+                    out[key] = True
+                elif may[A[key[0]][valid[key[0]]]].any() or any(col < len(may) and may[col] for _p, col in popped):
+                    exact.append(key)
+            todo = exact
+        if todo and chg["worse_all"]:
+            S3 = np.array([k[0] for k in todo], dtype=np.int64)
+            D3 = np.array([k[1] for k in todo], dtype=np.int64)
+            old, new = self._to_dst_bounds(S3, D3), self._to_dst_bounds(S3, D3, sol)
+            moved = np.zeros((len(todo), self.eng.C), dtype=bool)
+            src_moved = np.zeros(len(todo), dtype=bool)
+            for metric, (arr, at) in old.items():
+                moved |= arr != new[metric][0]
+                src_moved |= np.array([x != y for x, y in zip(at, new[metric][1])], dtype=bool)
+            C = self.eng.C
+            for q, key in enumerate(todo):
+                if src_moved[q]:  # the bounds at the source decide whether to search at all
+                    out[key] = True
+                    continue
+                row = moved[q]
+                for par, col in self.searched[key]:
+                    if (col < C and row[col]) or (par, col) in arcs:
+                        out[key] = True
+                        break
+        if self.replaced:
+            cores = self.eng.cores
+            arcs = {(cores[u], cores[v]) for u, v in zip(*(x.tolist() for x in chg["arcs"]))}
+            tails = {u for u, _v in arcs}
+            todo = special & ~out
+            for s, d in zip(*np.nonzero(todo)):
+                key = (int(s), int(d))
+                if key not in self.replaced:
+                    continue
+                path = self.replaced[key]
+                if not chg["worse_w"]:
+                    out[key] = True
+                elif path is not None and not tails.isdisjoint(path) and any(
+                        (x, y) in arcs for x, y in zip(path, path[1:])):
+                    out[key] = True
+        return out
 
 
 class _Bucket:
@@ -627,7 +919,9 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
     exactly as the scalar search does; what is vectorised is building the children of all
     the expansions of one round (the same IEEE operations in the same order; the loss
     bound, which goes through log/expm1, is re-checked with ``math`` wherever numpy and
-    libm could round differently).  Returns ``[(Choice or None, why)]``.
+    libm could round differently).  Returns ``[(Choice or None, why)]`` and, per query, the set of
+    arcs (parent core or -1 for the source, core or C for the destination) of the partial
+    paths it popped: what a later change must miss for the search to run the same.
     """
     t, C, cores, index, cpos = ed.t, eng.C, eng.cores, eng.net.index, eng.cpos
     names, A = t["names"], t["A"]
@@ -655,6 +949,7 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
     dsts: List[str] = []
     dlinks: List[Dict[int, List[int]]] = []
     results: List[Any] = [None] * Q
+    popped: List[set] = [set() for _q in range(Q)]
     push, pop = heapq.heappush, heapq.heappop
     for q, (s, d, drop_nodes, drop_links, lbs) in enumerate(queries):
         src, dst = names[s], names[d]
@@ -730,6 +1025,7 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
                     push(heap, (b.f[i], b.w[i], b.ranks + (rank_l[q][b.cols[i]],), b, pos + 1))
                 i = b.start + pos
                 col, lat, jit, keep = b.cols[i], b.lat[i], b.jit[i], b.keep[i]
+                popped[q].add((b.pcols[-1] if b.pcols else -1, col))
                 if col == C:
                     path = b.path + (dsts[q],)
                     m = path_metrics(arcs, path, variant)
@@ -810,7 +1106,7 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
             push(heaps[q], (lists[1][start], lists[2][start], e[9] + (rank_l[q][lists[0][start]],), b, 0))
             start += n
         active = [q for q in active if results[q] is None]
-    return results
+    return results, popped
 
 
 def _unpack(masks, C):
@@ -878,6 +1174,9 @@ class FastEngine:
         self.cpos = {c: i for i, c in enumerate(self.cores)}
         self._drops: Dict[Tuple[str, str, str], Any] = {}
         self._last_args = (None, None, None)
+        self._views: Optional[List[_BlockView]] = None  # the last answer, for update()
+        self._edge_index: Optional[Dict[str, List[Tuple[str, str]]]] = None
+        self._arc_chg = None  # core arcs changed by the last update
         self._build_core()
 
     # -- arrays -------------------------------------------------------------------------
@@ -903,9 +1202,36 @@ class FastEngine:
             m[k] = np.where(m["exists"], m[k], 0.0)
         self.core = m
         self.core_losslog = -np.log1p(-np.minimum(m["loss"], 1.0 - 1e-15))
+        self._lb_cache: Dict[Any, Any] = {}
         self._solutions: Dict[Any, _CoreSolution] = {}
         self._tenants: Dict[str, dict] = {}
         self._edges: Dict[Any, _Edges] = {}
+
+    def _patch_core(self, pairs) -> None:
+        """New core arrays after the arcs ``pairs`` were measured again; every core solution
+        built so far is repaired (``_CoreSolution`` with ``prev``), recording what changed."""
+        old = self.core
+        m = {k: v.copy() for k, v in old.items()}
+        for (u, v) in set(pairs):
+            arc = self.net.core_arcs[(u, v)]
+            i, j = self.cpos[u], self.cpos[v]
+            m["lat"][i, j] = arc.latency_ms
+            m["lat95"][i, j] = arc.latency_p95_ms
+            m["jit"][i, j] = arc.jitter_ms
+            m["loss"][i, j] = arc.loss
+            m["bw"][i, j] = arc.bandwidth_mbps
+            m["cost"][i, j] = arc.cost
+        chg = np.zeros((self.C, self.C), dtype=bool)
+        for k in ("lat", "lat95", "jit", "loss", "bw", "cost"):
+            chg |= m[k] != old[k]
+        self._arc_chg = chg
+        i, j = np.nonzero(chg)
+        self._metrics_worse = bool(all((m[k][i, j] >= old[k][i, j]).all() for k in ("lat", "jit", "loss")))
+        self.core = m
+        self.core_losslog = -np.log1p(-np.minimum(m["loss"], 1.0 - 1e-15))
+        self._lb_cache = {}
+        self._solutions = {key: _CoreSolution(self, sol.variant, prev=sol, arc_chg=chg)
+                           for key, sol in self._solutions.items()}
 
     def via_mask(self, countries):
         out = np.zeros((self.C, self.C), dtype=bool)
@@ -937,8 +1263,15 @@ class FastEngine:
         names = sorted(self.net.inventory.tenants[tenant].edges)
         epos = {n: i for i, n in enumerate(names)}
         E = len(names)
+        if self._edge_index is None:  # edge -> its access and direct arcs (inventory: fixed)
+            self._edge_index = {}
+            for uv in self.net.edge_arcs:
+                for n in set(uv):
+                    self._edge_index.setdefault(n, []).append(uv)
+        mine = {uv for n in names for uv in self._edge_index.get(n, ())}
+        own = [(uv, arcs[uv]) for uv in mine if uv in arcs]  # the tenant's arcs but the core ones
         up_sets: Dict[str, set] = {n: set() for n in names}
-        for (u, v), arc in arcs.items():
+        for (u, v), arc in own:
             if arc.kind == "access" and u in up_sets:
                 up_sets[u].add(v)
         ups = [sorted(up_sets[n]) for n in names]
@@ -971,7 +1304,7 @@ class FastEngine:
         d = {k: np.full((E, E), FINF) for k in ("lat", "lat95", "jit", "loss", "bw", "cost")}
         d["exists"] = np.zeros((E, E), dtype=bool)
         dvia = {}
-        for (u, v), arc in arcs.items():
+        for (u, v), arc in own:
             if arc.kind == "direct" and u in epos and v in epos:
                 i, j = epos[u], epos[v]
                 d["lat"][i, j] = arc.latency_ms
@@ -1019,35 +1352,69 @@ class FastEngine:
                 if traffic_classes and tc.name not in traffic_classes:
                     continue
                 blk = _Block(self, tname, tc, current, stats)
-                blocks.append(blk)
+                blocks.append(_BlockView.full(blk))
+        self._views = blocks
         return _LazyPathSet(blocks, stats)
 
     def update(self, measurements: Iterable[Any]) -> PathSet:
-        """Apply new window aggregates and recompute.
+        """Apply new window aggregates and recompute what they can change.
 
-        A change of core arcs rebuilds the core solutions (all-pairs paths per pruning key)
-        but keeps each tenant's access and direct arcs, which depend only on the tenant's
-        own arcs and on geography; any other change rebuilds those and keeps the core.
-        Every block (tenant, class) is then recomputed: pair-level reuse is not done yet.
+        The network is copied first: the answers returned before keep the measurements
+        they were computed from.  A change of core arcs repairs the core solutions (all-pairs
+        paths per pruning key) and records which core pairs changed; a tenant's access or
+        direct arcs belong to that tenant alone, whose blocks are recomputed whole.  In the
+        other blocks only the pairs that ``_BlockView.dirty`` finds are recomputed, as a new
+        layer over the previous answer.
         """
-        changed = self.net.apply_measurements(measurements)
-        self.ref = ReferenceEngine(self.net)  # its graphs hold the old metrics
-        core_changed = [uv for uv in changed if uv in self.net.core_arcs]
-        if len(core_changed) < len(changed):
-            self._tenants.clear()
-            self._edges.clear()
+        old_net = self.net
+        net = _fork_network(old_net)
+        changed = net.apply_measurements(measurements)
+        self.net = net
+        self.ref = ReferenceEngine(net)  # its graphs hold the old metrics
+        core_changed = [uv for uv in changed if uv in net.core_arcs]
+        other = set(changed) - set(core_changed)
+        inv = net.inventory
+        touched = {t for t, ten in inv.tenants.items() if any(u in ten.edges or v in ten.edges for u, v in other)}
+        for t, arcs in old_net.tenant_arcs.items():  # what arcs_for would build, without rebuilding
+            if t not in touched and t not in net.tenant_arcs:
+                arcs = dict(arcs)
+                for uv in core_changed:
+                    arcs[uv] = net.core_arcs[uv]
+                net.tenant_arcs[t] = arcs
+        for t in touched:
+            self._tenants.pop(t, None)
+        for key in [k for k in self._edges if k[0] in touched]:
+            del self._edges[key]
+        self._arc_chg = None
         if core_changed:
-            tenants, edges = self._tenants, self._edges
-            self._build_core()
-            self._tenants, self._edges = tenants, edges
-        return self.compute(*self._last_args)
+            self._patch_core(core_changed)
+        if self._views is None or (core_changed and inv.pce.backup not in ("node", "none")):
+            return self.compute(*self._last_args)  # link backups are searched when materialised
+        current = normalise_current(self._last_args[2])
+        stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0, "incremental": True}
+        views = []
+        for view in self._views:
+            if view.tname in touched:
+                view = _BlockView.full(_Block(self, view.tname, view.tc, current, stats))
+            elif core_changed:
+                dirty = view.dirty(self)
+                if len(view.layers) >= _MAX_LAYERS and dirty.any():  # compact: one layer again
+                    view = _BlockView.full(_Block(self, view.tname, view.tc, current, stats))
+                elif dirty.any():
+                    view = view.with_layer(_Block(self, view.tname, view.tc, current, stats, only=dirty))
+            views.append(view)
+        self._views = views
+        return _LazyPathSet(views, stats)
 
 
 class _Block:
-    """All pairs of one tenant and traffic class: choices, hysteresis, backups."""
+    """Pairs of one tenant and traffic class (all, or ``only`` those): choices,
+    hysteresis, backups.  It keeps the network it was computed from (``net``, ``ref``), so
+    that its results are a snapshot of those measurements."""
 
-    def __init__(self, eng: FastEngine, tname: str, tc, current, stats):
+    def __init__(self, eng: FastEngine, tname: str, tc, current, stats, only=None):
         self.eng, self.tname, self.tc = eng, tname, tc
+        self.net, self.ref = eng.net, eng.ref
         t = eng.tenant_struct(tname)
         self.names = t["names"]
         E = len(self.names)
@@ -1055,13 +1422,14 @@ class _Block:
         self.current = current
         self.stats = stats
         idx = np.arange(E)
-        open_ = np.ones((E, E), dtype=bool)
+        open_ = np.ones((E, E), dtype=bool) if only is None else only.copy()
         open_[idx, idx] = False
+        self.only = open_.copy()
         self.level = np.full((E, E), -1, dtype=np.int64)  # index into the profile chain
         self.vi = np.full((E, E), -1, dtype=np.int64)  # variant index within the level
         self.direct = np.zeros((E, E), dtype=bool)  # chosen by the direct-path rule
         self.failures: Dict[Tuple[int, int], List[str]] = {}
-        self.chain = profile_chain(eng.net.inventory, tc)
+        self.chain = profile_chain(self.net.inventory, tc)
         self.variants = [variants_for(p, tc, lvl) for p, lvl in self.chain]
         self.best: Dict[Any, _Best] = {}
         for li, (profile, lvl) in enumerate(self.chain):
@@ -1102,11 +1470,11 @@ class _Block:
         if current:
             self._hysteresis()
         self.backup: Dict[Tuple[int, int], _Best] = {}
-        if eng.net.inventory.pce.backup != "none":
+        if self.net.inventory.pce.backup != "none":
             self._backups()
         for b in self.best.values():
             stats["slow_pairs"] += b.slow
-        stats["pairs"] += E * (E - 1)
+        stats["pairs"] += int(self.only.sum())
 
     def _explain_failures(self, profile, vs, bests, failed):
         """The reference's words for why a level failed (pce.choose_chain / diagnose)."""
@@ -1115,10 +1483,10 @@ class _Block:
         for s, d in zip(*np.nonzero(failed)):
             s, d = int(s), int(d)
             why = ""
-            for b in bests:
-                choice, w = b.get(s, d)
-                if choice is None and not why:
-                    why = w
+            for b in bests:  # a failed pair has no choice in any: the first words win
+                if why:
+                    break
+                why = b.get(s, d)[1]
             todo.append((s, d, why))
         diag = np.zeros((E, E), dtype=bool)
         for s, d, why in todo:
@@ -1131,8 +1499,15 @@ class _Block:
                 self._diag_best(P._unbounded(vs[0]), diag)
         for s, d, why in todo:
             if why in ("", "no path"):
-                why = diagnose(vs[0], lambda var, s=s, d=d: self._diag_best(var, _one(E, s, d)).get(s, d))
+                why = diagnose(vs[0], lambda var, s=s, d=d: self._diag_get(var, s, d))
             self.failures.setdefault((s, d), []).append("no path meets %s (%s)" % (profile.name, why))
+
+    def _diag_get(self, variant, s, d):
+        """``_diag_best(variant, pair).get(s, d)``, without the grids when already there."""
+        b = self.best.get(("diag", variant))
+        if b is None or not b.need[s, d]:
+            b = self._diag_best(variant, _one(self.E, s, d))
+        return b.get(s, d)
 
     def _diag_best(self, variant, need) -> _Best:
         key = ("diag", variant)
@@ -1163,7 +1538,7 @@ class _Block:
         variant = self.variants[li][int(self.vi[s, d])]
         if self.direct[s, d]:
             path = [self.names[s], self.names[d]]
-            return Choice(variant, path, path_metrics(self.eng.net.arcs_for(self.tname), path, variant))
+            return Choice(variant, path, path_metrics(self.net.arcs_for(self.tname), path, variant))
         choice, _why = self.best[("chain", li, int(self.vi[s, d]))].get(s, d)
         return choice
 
@@ -1174,12 +1549,12 @@ class _Block:
         return self.choice(s, d)
 
     def _hysteresis(self):
-        net = self.eng.net
+        net = self.net
         arcs = net.arcs_for(self.tname)
         settings = net.inventory.pce
         for s in range(self.E):
             for d in range(self.E):
-                if s == d:
+                if s == d or not self.only[s, d]:
                     continue
                 cur = self.current.get((self.tname, self.tc.name, self.names[s], self.names[d]))
                 if not cur or self.level[s, d] < 0:
@@ -1207,7 +1582,7 @@ class _Block:
     def _backups(self):
         eng = self.eng
         E = self.E
-        settings = eng.net.inventory.pce
+        settings = self.net.inventory.pce
         if settings.backup != "node":
             return  # link-disjoint backups go pair by pair through the exact search
         words = (eng.C + 63) // 64
@@ -1261,32 +1636,104 @@ class _Block:
                     for s, d in zip(*np.nonzero(todo & lb.admitted)):
                         self.backup[(int(s), int(d))] = lb
 
+    # -- what a change of core arcs can reach ---------------------------------------------
+    def dirty(self, eng: FastEngine, owned):
+        """Pairs of ``owned`` whose result may change after ``eng``'s core solutions were
+        repaired: any of this block's searches may answer differently for them, or the
+        current path that hysteresis judged crosses a changed arc."""
+        out = np.zeros_like(owned)
+        for b in self.best.values():
+            sol = eng._solutions.get(b.variant.prune_key)
+            out |= b.dirty(sol, owned) if sol is not None else (b.need & owned)
+        if self.kept and eng._arc_chg is not None:
+            chg, cpos = eng._arc_chg, eng.cpos
+            for (s, d) in self.kept:
+                if owned[s, d] and not out[s, d]:
+                    path = self.current.get((self.tname, self.tc.name, self.names[s], self.names[d])) or []
+                    out[s, d] = any(u in cpos and v in cpos and chg[cpos[u], cpos[v]] for u, v in zip(path, path[1:]))
+        return out
+
     # -- materialise --------------------------------------------------------------------
-    def results(self):
-        net = self.eng.net
+    def result(self, s, d):
+        net = self.net
         settings = net.inventory.pce
-        E = self.E
-        for s in range(E):
-            for d in range(E):
-                if s == d:
-                    continue
-                src, dst = self.names[s], self.names[d]
-                cur = self.current.get((self.tname, self.tc.name, src, dst))
-                failures = self.failures.get((s, d), [])
-                choice = self.final(s, d)
-                if choice is None:
-                    yield make_result(net, self.tname, self.tc.name, src, dst, None, UNREACHABLE, failures,
-                                      False, "", None, cur)
-                    continue
-                kept, note = self.kept.get((s, d), (False, ""))
-                if settings.backup == "node":
-                    b = self.backup.get((s, d))
-                    bk = b.get(s, d)[0] if b is not None else None
-                else:
-                    bk = self.eng.ref.backup(self.tname, choice, src, dst, settings.max_candidates,
-                                             settings.backup)
-                yield make_result(net, self.tname, self.tc.name, src, dst, choice,
-                                  self.chain[int(self.level[s, d])][1], failures, kept, note, bk, cur)
+        src, dst = self.names[s], self.names[d]
+        cur = self.current.get((self.tname, self.tc.name, src, dst))
+        failures = self.failures.get((s, d), [])
+        choice = self.final(s, d)
+        if choice is None:
+            return make_result(net, self.tname, self.tc.name, src, dst, None, UNREACHABLE, failures,
+                               False, "", None, cur)
+        kept, note = self.kept.get((s, d), (False, ""))
+        if settings.backup == "node":
+            b = self.backup.get((s, d))
+            bk = b.get(s, d)[0] if b is not None else None
+        else:
+            bk = self.ref.backup(self.tname, choice, src, dst, settings.max_candidates, settings.backup)
+        return make_result(net, self.tname, self.tc.name, src, dst, choice,
+                           self.chain[int(self.level[s, d])][1], failures, kept, note, bk, cur)
+
+
+_MAX_LAYERS = 8  # a block with this many layers is recomputed whole by the next update
+
+
+class _BlockView:
+    """The answer for one tenant and traffic class as layers of ``_Block``s: ``owner[s, d]``
+    is the layer that computed pair (s, d) (a full compute has one layer; each update adds
+    one for the pairs it recomputed).  Layers are never changed once built."""
+
+    def __init__(self, layers: List[_Block], owner):
+        self.layers = layers
+        self.owner = owner
+        top = layers[-1]
+        self.tname, self.tc, self.names, self.E = top.tname, top.tc, top.names, top.E
+
+    @classmethod
+    def full(cls, block: _Block) -> "_BlockView":
+        return cls([block], np.zeros((block.E, block.E), dtype=np.int64))
+
+    def with_layer(self, block: _Block) -> "_BlockView":
+        """This view with ``block``'s pairs taken from it; layers left with no pair dropped."""
+        owner = np.where(block.only, len(self.layers), self.owner)
+        layers = self.layers + [block]
+        idx = np.arange(self.E)
+        keep = np.zeros(len(layers), dtype=bool)
+        used = owner[~np.eye(self.E, dtype=bool)]
+        keep[np.unique(used)] = True
+        keep[-1] = True
+        if not keep.all():
+            remap = np.cumsum(keep) - 1
+            owner = remap[owner]
+            owner[idx, idx] = 0
+            layers = [lay for lay, k in zip(layers, keep) if k]
+        return _BlockView(layers, owner)
+
+    def dirty(self, eng: FastEngine):
+        out = np.zeros((self.E, self.E), dtype=bool)
+        for i, layer in enumerate(self.layers):
+            owned = self.owner == i
+            owned[np.arange(self.E), np.arange(self.E)] = False
+            if owned.any():
+                out |= layer.dirty(eng, owned)
+        return out
+
+    def results(self):
+        layers, owner = self.layers, self.owner.tolist()
+        for s in range(self.E):
+            row = owner[s]
+            for d in range(self.E):
+                if s != d:
+                    yield layers[row[d]].result(s, d)
+
+
+def _fork_network(net: Network) -> Network:
+    """A copy of ``net`` that measurements can be applied to without changing ``net``
+    (arcs are immutable; the maps that ``apply_measurements`` changes are copied)."""
+    out = copy.copy(net)
+    out.core_arcs = dict(net.core_arcs)
+    out.measurements = dict(net.measurements)
+    out.tenant_arcs = dict(net.tenant_arcs)
+    return out
 
 
 def _keys_mask(E, keys):
