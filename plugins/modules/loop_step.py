@@ -138,8 +138,10 @@ summary:
   type: str
 """
 
+import hashlib
 import json
 import os
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -200,6 +202,9 @@ def main():
     if p["epoch"] is None:
         module.fail_json(msg=f"step {step}: no epoch given and no loop started in {state_dir} (run step epoch first)")
     pending = os.path.join(state_dir, f"paths-{p['epoch']}.json")
+    if module.check_mode:  # scratch outside the state directory: check mode leaves it as it was
+        tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:16]
+        pending = os.path.join(tempfile.gettempdir(), f"npms-loop-check-{tag}-{p['epoch']}.json")
     inv = None
     if p["inventory"]:
         try:
@@ -240,8 +245,7 @@ def main():
         module.exit_json(changed=not module.check_mode, epoch=p["epoch"], bundles=rendered["bundles"], previous=rendered["previous"])
     report = finish_step(state_dir, p["epoch"], computed["paths"], computed["previous"], p["node_results"] or {},
                          p["steps"] or {}, computed["measurements"], check_mode=module.check_mode)
-    if not module.check_mode:
-        os.unlink(pending)
+    os.unlink(pending)
     module.exit_json(changed=not module.check_mode, epoch=p["epoch"], report=report, summary=summary_text(report))
 
 

@@ -144,4 +144,5 @@ def test_the_ansible_control_loop_runs_the_same_steps(world, tmp_path):
                            text=True, timeout=600, check=False)
     assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
     assert sorted(os.listdir(state / "reports")) == ["1.json"]
+    assert not [f for f in os.listdir(state) if f.startswith("paths-")], "check mode leaves no scratch in the state"
     assert json.loads((state / "bundles" / "epoch").read_text()) == 1
