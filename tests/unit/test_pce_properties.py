@@ -443,3 +443,72 @@ _HALVES = st.sampled_from([0.0, 0.0005, 0.0015, 0.0025, 0.05, 0.15, 0.25, 6553.5
        bw=st.one_of(_HALVES, st.floats(0, 1e6, allow_nan=False)))
 def test_scalar_arc_weight_equals_array_arc_weight(mode, lat, cost, loss, bw):
     assert pce.scalar_arc_weight.__wrapped__(mode, lat, cost, loss, bw) == int(pce.arc_weight(mode, lat, cost, loss, bw))
+
+
+# the loss objective's quantisation in the scalar form (numpy's log1p, Python's round):
+# many losses, near 0 and near 1 included, give the array form's int
+@settings(max_examples=600, deadline=None)
+@given(loss=st.one_of(st.floats(0, 1, allow_nan=False), st.floats(0, 1e-6), st.floats(0.999, 1.0),
+                      st.sampled_from([0.0, 5e-9, 1.5e-8, 0.02, 0.5, 1.0 - 1e-16, 1.0])),
+       lat=st.one_of(_HALVES, st.floats(0, 1e4, allow_nan=False)))
+def test_scalar_arc_weight_loss_mode_equals_array(loss, lat):
+    got = pce.scalar_arc_weight.__wrapped__("zero_loss", lat, 1.0, loss, 100.0)
+    assert got == int(pce.arc_weight("zero_loss", lat, 1.0, loss, 100.0))
+
+
+# the fast engine's admission check of a whole path (exact searches, detours) must say
+# what violations(path_metrics(...)) says, bounds met exactly (to the epsilon) included
+_ARC_F = st.sampled_from([0.0, 0.1, 0.2, 0.3, 1.0, 2.5, 1e-9])
+_LOSS_F = st.sampled_from([0.0, 0.001, 0.01, 0.02, 0.1, 0.5])
+
+
+@settings(max_examples=400, deadline=None)
+@given(arcs=st.lists(st.tuples(_ARC_F, _ARC_F, _LOSS_F), min_size=1, max_size=7),
+       max_lat=st.one_of(st.none(), st.sampled_from([0.0, 0.3, 0.6, 1.0, 3.0])),
+       max_jit=st.one_of(st.none(), st.sampled_from([0.0, 0.3, 0.6, 1.0])),
+       max_loss=st.one_of(st.none(), st.sampled_from([0.0, 0.001, 0.01, 0.0199, 0.03, 0.1])),
+       max_hops=st.one_of(st.none(), st.integers(0, 7)),
+       fec=st.booleans())
+def test_fast_path_admission_equals_violations(arcs, max_lat, max_jit, max_loss, max_hops, fec):
+    from npms.pce_fast import _admits
+
+    nodes = ["n%d" % i for i in range(len(arcs) + 1)]
+    amap = {(u, v): pce.Arc(u, v, "core", lat, lat, jit, loss, 100.0, 1.0)
+            for (u, v), (lat, jit, loss) in zip(zip(nodes, nodes[1:]), arcs)}
+    variant = pce.Variant("p", "lowest_latency", MET, (), (), True, 0.0, max_lat, max_jit, max_loss,
+                          max_hops, *((1.5, 4, 2, 0.001) if fec else ()))
+    assert _admits(amap, nodes, variant) == (not pce.violations(pce.path_metrics(amap, nodes, variant), variant))
+
+
+# detours around dropped nodes are walked for many pairs at once: each walk must be the
+# one-at-a-time walk (smallest-named tight successor), on random cores with exclusions
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), C=st.integers(3, 12))
+def test_batched_detour_walks_equal_single_walks(seed, C):
+    np_ = pytest.importorskip("numpy")
+    from npms.pce_fast import INF, _walk, _walk_many
+
+    rnd = random.Random(seed)
+    W = np_.full((C, C), INF, dtype=np_.int64)
+    for u in range(C):
+        for v in range(C):
+            if u != v and rnd.random() < 0.6:
+                W[u, v] = rnd.choice([1, 2, 3, 4])  # small weights: many ties
+    dists, excls, walks = [], [], []
+    for q in range(4):
+        b = rnd.randrange(C)
+        excl = np_.array([rnd.random() < 0.2 and x != b for x in range(C)])
+        dist = np_.full(C, INF, dtype=np_.int64)
+        dist[b] = 0
+        for _ in range(C):  # Bellman-Ford towards b, excluded nodes left out
+            for u in range(C):
+                for v in range(C):
+                    if not excl[u] and not excl[v] and W[u, v] < INF and dist[v] < INF:
+                        dist[u] = min(dist[u], W[u, v] + dist[v])
+        dists.append(dist)
+        excls.append(excl)
+        walks += [(q, a, b) for a in range(C) if not excl[a] and dist[a] < INF]
+    dist, excl = np_.array(dists), np_.array(excls)
+    got = _walk_many(W, dist, excl, walks)
+    assert got == [_walk(W, dist[q], excl[q], a, b) for q, a, b in walks]
+    assert all(p[0] == a and p[-1] == b for p, (_q, a, b) in zip(got, walks))

@@ -177,9 +177,15 @@ def scalar_arc_weight(mode: str, lat: float, cost: float, loss: float, bw: float
     """
     primary, secondary = OBJECTIVES[mode]
     lat, cost, bw = float(lat), float(cost), float(bw)
-    if primary == "loss" or not (0.0 <= lat < math.inf and 0.0 <= cost < math.inf and 0.0 <= bw < math.inf):
+    if not (0.0 <= lat < math.inf and 0.0 <= cost < math.inf and 0.0 <= bw < math.inf):
         return int(arc_weight(mode, lat, cost, loss, bw))
-    if primary == "latency":
+    if primary == "loss":
+        loss = float(loss)
+        if not 0.0 <= loss < 1.0:
+            return int(arc_weight(mode, lat, cost, loss, bw))
+        _need_numpy()  # numpy's log1p, as the array version (libm's may round differently)
+        p = round(float(-np.log1p(np.float64(-loss))) * 1e8)
+    elif primary == "latency":
         p = round(lat * 1000.0)
     elif primary == "cost":
         p = round(cost * 1000.0)

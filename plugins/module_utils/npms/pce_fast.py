@@ -33,7 +33,9 @@ How it stays exact (it must give the reference engine's answer, byte for byte):
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import heapq
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -302,8 +304,10 @@ class _Best:
     """Best path per pair of one tenant under one variant, with optional node drops."""
 
     def __init__(self, eng, tenant, variant, sol, ed, need, drop_masks=None, drop_direct=None,
-                 drops_fn=None):
+                 drops_fn=None, lazy=False):
         self.drops_fn = drops_fn
+        self.lazy = lazy  # exact searches left for ``_run_searches`` (several Bests at once)
+        self.done = False
         self.net = eng.net  # the measurements this was computed from (results are snapshots)
         self.searched: Dict[Tuple[int, int], Any] = {}  # pair -> arcs its exact search popped
         self.drop_masks = drop_masks
@@ -460,13 +464,25 @@ class _Best:
                 self.explicit[(s, d)] = None
                 self.why[(s, d)] = "no path"
                 continue
-            m = path_metrics(self.net.arcs_for(self.tenant), path, variant)
-            if not violations(m, variant):
+            if _admits(self.net.arcs_for(self.tenant), path, variant):
                 self.explicit[(s, d)] = path
                 self.admitted[s, d] = True
             else:
                 self._slow(s, d, path)
-        self._flush_slow()
+        self._prepare_slow()
+        if not self.lazy:
+            _run_searches([self])
+
+    def _finish(self, found, expanded):
+        """Results of this Best's exact searches (``_prepare_slow``'s queries, in order)."""
+        for (s, d, least), (choice, why), ex in zip(self._where, found, expanded):
+            self.searched[(s, d)] = ex
+            self.explicit[(s, d)] = choice.path if choice else None
+            if choice is None:
+                self.why[(s, d)] = (least, why)
+            else:
+                self.admitted[s, d] = True
+        self._queries, self._where = [], []
         # pairs not answered by their least-weight candidate alone (see ``dirty``), and
         # those of them whose path an exact search found (no detour first): bounds that
         # only grow cannot prove such a pair infeasible
@@ -488,6 +504,7 @@ class _Best:
                 if path is None and not (isinstance(why, tuple) and why[1]):
                     self.none_proven[key] = True
             self.none_proven |= self.need & (self.w >= INF) & ~self.special  # no candidate, no detour
+        self.done = True
 
     def _lower_bound(self, metric):
         """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
@@ -544,28 +561,41 @@ class _Best:
         dist = _avoiding_dist(sol, np.array(q_target, dtype=np.int64), excl,
                               np.array(q_mask, dtype=np.uint64).reshape(Q, -1))
         index, names, cores = self.net.index, t["names"], eng.cores
+        Wout, Win = self.ed.Wout.tolist(), self.ed.Win.tolist()
+        dist_l = dist.tolist()
+        tight = []  # per pair: least weight and its options (a candidate path, or a walk to do)
+        walks: List[Tuple[int, int, int]] = []  # (q, a, b), walked together below
         for s, d, cands in work:
-            options = []  # (weight, path)
+            options = []  # (weight, path, or index into walks)
             if self.w[s, d] < INF:
                 for kk in np.nonzero(self.flat[s, d] == self.w[s, d])[0]:
-                    options.append((int(self.w[s, d]), self._cand_path(s, d, int(kk))))
+                    options.append((int(self.w[s, d]), int(kk), None))
             for k, i, j, a, b, q in cands:
-                core = int(dist[q, a])
+                core = dist_l[q][a]
                 if core >= INF:
                     continue
-                w = int(self.ed.Wout[s, i]) + core + int(self.ed.Win[d, j])
-                options.append((w, (q, a, b)))
+                w = Wout[s][i] + core + Win[d][j]
+                options.append((w, None, (q, a, b)))
             if not options:
                 self.replaced[(s, d)] = None
                 continue
-            low = min(w for w, _p in options)
-            paths = []
-            for w, p in options:
+            low = min(o[0] for o in options)
+            chosen = []
+            for w, kk, walk in options:
                 if w != low:
                     continue
-                if isinstance(p, tuple):
-                    q, a, b = p
-                    p = [names[s]] + [cores[c] for c in _walk(sol.W, dist[q], excl[q], a, b)] + [names[d]]
+                if walk is None:
+                    chosen.append(self._cand_path(s, d, kk))
+                else:
+                    chosen.append(len(walks))
+                    walks.append(walk)
+            tight.append((s, d, chosen))
+        walked = _walk_many(sol.W, dist, excl, walks)
+        for s, d, chosen in tight:
+            paths = []
+            for p in chosen:
+                if isinstance(p, int):
+                    p = [names[s]] + [cores[c] for c in walked[p]] + [names[d]]
                 paths.append((tuple(index[n] for n in p), p))
             self.replaced[(s, d)] = min(paths)[1]
         self.unsure &= ~pairs
@@ -575,8 +605,11 @@ class _Best:
         within the bounds (``_flush_slow`` runs the queued pairs together)."""
         self._pending.append((s, d, path))
 
-    def _flush_slow(self):
+    def _prepare_slow(self):
+        """The exact searches the queued pairs need (``_queries``; ``_where``: their pairs),
+        after the bounds at the source and the backup bounds proved the others empty."""
         pending, self._pending = self._pending, []
+        self._queries, self._where = [], []
         if not pending:
             return
         self.slow += len(pending)
@@ -584,6 +617,7 @@ class _Best:
         S = np.array([p[0] for p in pending], dtype=np.int64)
         D = np.array([p[1] for p in pending], dtype=np.int64)
         lbs = self._to_dst_bounds(S, D)
+        arcs = self.net.arcs_for(self.tenant)
         queries, where = [], []
         for q, (s, d, least) in enumerate(pending):
             src = t["names"][s]
@@ -604,19 +638,9 @@ class _Best:
                 r[:C] = to_dst[q]
                 r[C] = 0
                 row[m] = r
-            queries.append((s, d, set(drop_nodes), set(drop_links), row))
+            queries.append((s, d, set(drop_nodes), set(drop_links), row, self.ed, arcs))
             where.append((s, d, least))
-        if not queries:
-            return
-        found, expanded = _search_batch(eng, self.net.arcs_for(self.tenant), variant, self.sol, self.ed, queries,
-                                        self.net.inventory.pce.max_candidates)
-        for (s, d, least), (choice, why), ex in zip(where, found, expanded):
-            self.searched[(s, d)] = ex
-            self.explicit[(s, d)] = choice.path if choice else None
-            if choice is None:
-                self.why[(s, d)] = (least, why)
-            else:
-                self.admitted[s, d] = True
+        self._queries, self._where = queries, where
 
     def _backup_infeasible(self, s, d, drop_nodes, drop_links, lbs, q) -> bool:
         """True when no path avoiding the dropped nodes can meet the bounds.
@@ -843,14 +867,31 @@ class _Best:
             for metric in self.variant.bounds():
                 if metric in chg["lb"]:
                     to |= chg["lb"][metric]
-            exact = []
-            for key in todo:
-                may = to[:, A[key[1]][valid[key[1]]]].any(axis=1)
-                popped = self.searched[key]
-                if any(pa in arcs for pa in popped):
+            # may[c, d]: core c's bound towards one of d's POPs changed (all destinations at once)
+            may = (to[:, Ac] & valid[None, :, :]).any(axis=2)  # [C, E]
+            S0 = np.array([k[0] for k in todo], dtype=np.int64)
+            D0 = np.array([k[1] for k in todo], dtype=np.int64)
+            at_src = (may[Ac[S0], D0[:, None]] & valid[S0]).any(axis=1).tolist()
+            exact, rest = [], []
+            for q, key in enumerate(todo):
+                if not arcs.isdisjoint(self.searched[key]):
                     out[key] = True
-                elif may[A[key[0]][valid[key[0]]]].any() or any(col < len(may) and may[col] for _p, col in popped):
+                elif at_src[q]:
                     exact.append(key)
+                else:
+                    rest.append(key)
+            if rest:  # a popped core whose bound to the destination may have moved
+                C = self.eng.C
+                cols, owner = [], []
+                for i, key in enumerate(rest):
+                    cs = [c for _p, c in self.searched[key] if c < C]
+                    cols += cs
+                    owner += [i] * len(cs)
+                dcol = np.array([key[1] for key in rest], dtype=np.int64)
+                own = np.array(owner, dtype=np.int64)
+                hit = np.zeros(len(rest), dtype=bool)
+                hit[own[may[np.array(cols, dtype=np.int64), dcol[own]]]] = True
+                exact += [key for key, h in zip(rest, hit.tolist()) if h]
             todo = exact
         if todo and chg["worse_all"]:
             S3 = np.array([k[0] for k in todo], dtype=np.int64)
@@ -876,17 +917,57 @@ class _Best:
             arcs = {(cores[u], cores[v]) for u, v in zip(*(x.tolist() for x in chg["arcs"]))}
             tails = {u for u, _v in arcs}
             todo = special & ~out
-            for s, d in zip(*np.nonzero(todo)):
-                key = (int(s), int(d))
-                if key not in self.replaced:
+            for key, path in self.replaced.items():
+                if not todo[key]:
                     continue
-                path = self.replaced[key]
                 if not chg["worse_w"]:
                     out[key] = True
                 elif path is not None and not tails.isdisjoint(path) and any(
                         (x, y) in arcs for x, y in zip(path, path[1:])):
                     out[key] = True
         return out
+
+
+def _run_searches(bests) -> None:
+    """Run the exact searches of ``bests`` (lazy or not yet finished) and finish them.
+
+    Searches of the same variant (same core solution, bounds and candidate limit) share
+    one ``_search_batch`` whatever their tenant: each query keeps its own heap, so it pops
+    and answers exactly as alone; batching only shares the vectorised rounds."""
+    groups: Dict[Any, List[_Best]] = {}
+    for b in bests:
+        key = (b.variant, id(b.sol), id(b.net), b.net.inventory.pce.max_candidates)
+        groups.setdefault(key, []).append(b)
+    for (variant, _sid, _nid, limit), group in groups.items():
+        queries = [q for b in group for q in b._queries]
+        if queries:
+            found, expanded = _search_batch(group[0].eng, variant, group[0].sol, queries, limit)
+        else:
+            found, expanded = [], []
+        at = 0
+        for b in group:
+            n = len(b._queries)
+            b._finish(found[at:at + n], expanded[at:at + n])
+            at += n
+
+
+def _admits(arcs, path, variant) -> bool:
+    """``not violations(path_metrics(arcs, path, variant), variant)`` without the costs,
+    weights and words: the same sums in the same order, the same comparisons."""
+    lat = jit = 0.0
+    keep = 1.0
+    for u, v in zip(path, path[1:]):
+        a = arcs[(u, v)]
+        lat += a.latency_ms
+        jit += a.jitter_ms
+        keep *= 1.0 - a.loss
+    if variant.max_latency_ms is not None and lat > variant.max_latency_ms + P.BOUND_EPS:
+        return False
+    if variant.max_jitter_ms is not None and jit > variant.max_jitter_ms + P.BOUND_EPS:
+        return False
+    if variant.max_loss is not None and 1.0 - keep > variant.max_loss + P.BOUND_EPS:
+        return False
+    return variant.max_hops is None or len(path) - 1 <= variant.max_hops
 
 
 class _Bucket:
@@ -909,10 +990,11 @@ class _Bucket:
 _LIMIT_WHY = "no admitted path found within the search limit (%d partial paths)"
 
 
-def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
+def _search_batch(eng, variant, sol, queries, limit):
     """``pce.constrained_best`` for many pairs of one tenant and variant, in lockstep.
 
-    ``queries``: ``(s, d, drop_nodes, drop_links, lbs)``; ``lbs`` holds the lower bounds to
+    ``queries``: ``(s, d, drop_nodes, drop_links, lbs, ed, arcs)`` (``ed``, ``arcs``: the pair's
+    tenant under ``variant``: queries of several tenants and blocks share the rounds); ``lbs`` holds the lower bounds to
     the destination as arrays over the cores plus the destination (last column):
     ``"weight"`` (0 where unreachable, as ``lbs.get(node, 0)``) and one per bounded metric
     (inf where unreachable).  Each query pops, prunes, settles and counts its partial paths
@@ -923,16 +1005,14 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
     arcs (parent core or -1 for the source, core or C for the destination) of the partial
     paths it popped: what a later change must miss for the search to run the same.
     """
-    t, C, cores, index, cpos = ed.t, eng.C, eng.cores, eng.net.index, eng.cpos
-    names, A = t["names"], t["A"]
-    K = A.shape[1]
+    C, cores, index, cpos = eng.C, eng.cores, eng.net.index, eng.cpos
     bounds = variant.bounds()
     max_lat, max_jit = bounds.get("latency"), bounds.get("jitter")
     max_loss, max_hops = bounds.get("loss"), bounds.get("hops")
     slack = P.BOUND_EPS + P.LB_EPS
     Q = len(queries)
     W, LAT, JIT, LOSS = sol.W, eng.core["lat"], eng.core["jit"], eng.core["loss"]
-    mi, mo, dr = t["in"], t["out"], t["direct"]
+    q_arcs = [qq[6] for qq in queries]
     # the arcs into each query's destination: an extra column of the core matrices
     Wl = np.full((Q, C), INF, dtype=np.int64)
     Ll = np.full((Q, C), FINF)
@@ -951,7 +1031,11 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
     results: List[Any] = [None] * Q
     popped: List[set] = [set() for _q in range(Q)]
     push, pop = heapq.heappush, heapq.heappop
-    for q, (s, d, drop_nodes, drop_links, lbs) in enumerate(queries):
+    for q, (s, d, drop_nodes, drop_links, lbs, ed, _arcs) in enumerate(queries):
+        t = ed.t
+        names, A = t["names"], t["A"]
+        K = A.shape[1]
+        mi, mo, dr = t["in"], t["out"], t["direct"]
         src, dst = names[s], names[d]
         dsts.append(dst)
         rank[q, C] = index[dst]
@@ -1028,18 +1112,25 @@ def _search_batch(eng, arcs, variant, sol, ed, queries, limit):
                 popped[q].add((b.pcols[-1] if b.pcols else -1, col))
                 if col == C:
                     path = b.path + (dsts[q],)
-                    m = path_metrics(arcs, path, variant)
-                    if not violations(m, variant):
-                        results[q] = (Choice(variant, list(path), m), "")
+                    if _admits(q_arcs[q], path, variant):
+                        results[q] = (Choice(variant, list(path), path_metrics(q_arcs[q], path, variant)), "")
                         break
                     continue
                 hops = b.hops + 1
-                res = (lat if max_lat is not None else 0.0, jit if max_jit is not None else 0.0,
-                       -keep if max_loss is not None else 0.0, hops if max_hops is not None else 0)
-                here = settled[q].setdefault(col, [])
-                if any(o[0] <= res[0] and o[1] <= res[1] and o[2] <= res[2] and o[3] <= res[3] for o in here):
-                    continue
-                here.append(res)
+                r0, r1 = (lat if max_lat is not None else 0.0), (jit if max_jit is not None else 0.0)
+                r2, r3 = (-keep if max_loss is not None else 0.0), (hops if max_hops is not None else 0)
+                here = settled[q].get(col)
+                if here is None:
+                    here = settled[q][col] = []
+                else:
+                    dominated = False
+                    for o in here:
+                        if o[0] <= r0 and o[1] <= r1 and o[2] <= r2 and o[3] <= r3:
+                            dominated = True
+                            break
+                    if dominated:
+                        continue
+                here.append((r0, r1, r2, r3))
                 expanded[q] += 1
                 if expanded[q] > limit:
                     results[q] = (None, _LIMIT_WHY % limit)
@@ -1140,7 +1231,8 @@ def _avoiding_dist(sol, targets, excl, excl_words):
 
 
 def _walk(W, dist, excl, a, b):
-    """Smallest-named tight successors from a to b under ``dist`` (to b) avoiding ``excl``."""
+    """Smallest-named tight successors from a to b under ``dist`` (to b) avoiding ``excl``
+    (one walk: the definition ``_walk_many`` is tested against)."""
     out = [a]
     while a != b:
         ok = (~excl) & (W[a] < INF) & (W[a] + dist == dist[a])
@@ -1148,6 +1240,31 @@ def _walk(W, dist, excl, a, b):
         a = int(np.argmax(ok))
         out.append(a)
     return out
+
+
+def _walk_many(W, dist, excl, walks):
+    """``_walk(W, dist[q], excl[q], a, b)`` for every ``(q, a, b)`` of ``walks``, one step of
+    all of them at a time (the same comparisons row by row)."""
+    paths = [[a] for _q, a, _b in walks]
+    if not walks:
+        return paths
+    qs = np.array([w[0] for w in walks], dtype=np.int64)
+    cur = np.array([w[1] for w in walks], dtype=np.int64)
+    end = np.array([w[2] for w in walks], dtype=np.int64)
+    idx = np.nonzero(cur != end)[0]
+    while len(idx):
+        c, q = cur[idx], qs[idx]
+        n = np.arange(len(idx))
+        dq = dist[q]
+        Wc = W[c]
+        ok = (~excl[q]) & (Wc < INF) & (Wc + dq == dq[n, c][:, None])
+        ok[n, c] = False
+        nxt = ok.argmax(axis=1)
+        cur[idx] = nxt
+        for i, x in zip(idx.tolist(), nxt.tolist()):
+            paths[i].append(x)
+        idx = idx[nxt != end[idx]]
+    return paths
 
 
 def _bits(idx, words):
@@ -1341,18 +1458,24 @@ class FastEngine:
 
     # -- compute ------------------------------------------------------------------------
     def compute(self, tenants=None, traffic_classes=None, current=None) -> PathSet:
+        with _no_gc():
+            return self._compute(tenants, traffic_classes, current)
+
+    def _compute(self, tenants=None, traffic_classes=None, current=None) -> PathSet:
         self._last_args = (tenants, traffic_classes, current)
         inv = self.net.inventory
         current = normalise_current(current)
-        blocks = []
+        blocks, built = [], []
         stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0}
         for tname in sorted(tenants or inv.tenants):
             tenant = inv.tenants[tname]
             for tc in sorted(tenant.traffic_classes, key=lambda c: c.name):
                 if traffic_classes and tc.name not in traffic_classes:
                     continue
-                blk = _Block(self, tname, tc, current, stats)
+                blk = _Block(self, tname, tc, current, stats, build=False)
+                built.append(blk)
                 blocks.append(_BlockView.full(blk))
+        _build_blocks(built)
         self._views = blocks
         return _LazyPathSet(blocks, stats)
 
@@ -1366,6 +1489,10 @@ class FastEngine:
         other blocks only the pairs that ``_BlockView.dirty`` finds are recomputed, as a new
         layer over the previous answer.
         """
+        with _no_gc():
+            return self._update(measurements)
+
+    def _update(self, measurements: Iterable[Any]) -> PathSet:
         old_net = self.net
         net = _fork_network(old_net)
         changed = net.apply_measurements(measurements)
@@ -1389,20 +1516,25 @@ class FastEngine:
         if core_changed:
             self._patch_core(core_changed)
         if self._views is None or (core_changed and inv.pce.backup not in ("node", "none")):
-            return self.compute(*self._last_args)  # link backups are searched when materialised
+            return self._compute(*self._last_args)  # link backups are searched when materialised
         current = normalise_current(self._last_args[2])
         stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0, "incremental": True}
-        views = []
+        views, built = [], []
+
+        def block(view, only=None):
+            built.append(_Block(self, view.tname, view.tc, current, stats, only=only, build=False))
+            return built[-1]
         for view in self._views:
             if view.tname in touched:
-                view = _BlockView.full(_Block(self, view.tname, view.tc, current, stats))
+                view = _BlockView.full(block(view))
             elif core_changed:
                 dirty = view.dirty(self)
                 if len(view.layers) >= _MAX_LAYERS and dirty.any():  # compact: one layer again
-                    view = _BlockView.full(_Block(self, view.tname, view.tc, current, stats))
+                    view = _BlockView.full(block(view))
                 elif dirty.any():
-                    view = view.with_layer(_Block(self, view.tname, view.tc, current, stats, only=dirty))
+                    view = view.with_layer(block(view, dirty))
             views.append(view)
+        _build_blocks(built)  # the recomputed pairs of all blocks, their searches batched
         self._views = views
         return _LazyPathSet(views, stats)
 
@@ -1412,7 +1544,7 @@ class _Block:
     hysteresis, backups.  It keeps the network it was computed from (``net``, ``ref``), so
     that its results are a snapshot of those measurements."""
 
-    def __init__(self, eng: FastEngine, tname: str, tc, current, stats, only=None):
+    def __init__(self, eng: FastEngine, tname: str, tc, current, stats, only=None, build=True):
         self.eng, self.tname, self.tc = eng, tname, tc
         self.net, self.ref = eng.net, eng.ref
         t = eng.tenant_struct(tname)
@@ -1432,6 +1564,18 @@ class _Block:
         self.chain = profile_chain(self.net.inventory, tc)
         self.variants = [variants_for(p, tc, lvl) for p, lvl in self.chain]
         self.best: Dict[Any, _Best] = {}
+        self.primary: Dict[Tuple[int, int], Choice] = {}
+        self.kept: Dict[Tuple[int, int], Tuple[bool, str]] = {}
+        self.backup: Dict[Tuple[int, int], _Best] = {}
+        self._open = open_
+        if build:
+            _build_blocks([self])
+
+    def _steps(self):
+        """The block's computation as a generator: it yields the lazy ``_Best``s whose exact
+        searches must run before it can go on (``_build_blocks`` runs those of many blocks
+        together), and resumes once they are finished."""
+        eng, tname, E, open_, stats = self.eng, self.tname, self.E, self._open, self.stats
         for li, (profile, lvl) in enumerate(self.chain):
             if not open_.any():
                 break
@@ -1444,9 +1588,10 @@ class _Block:
                 open_ &= ~ok
             bests = []
             for vi, v in enumerate(vs):
-                b = _Best(eng, tname, v, eng.solution(v), eng.edges(tname, v), open_.copy())
+                b = _Best(eng, tname, v, eng.solution(v), eng.edges(tname, v), open_.copy(), lazy=True)
                 self.best[("chain", li, vi)] = b
                 bests.append(b)
+            yield bests
             found = np.zeros((E, E), dtype=bool)
             for b in bests:
                 found |= open_ & b.admitted
@@ -1463,15 +1608,12 @@ class _Block:
             self.vi[found] = np.where(pick1[found], 1, 0)
             failed = open_ & ~found
             if lvl != BEST_EFFORT and failed.any():
-                self._explain_failures(profile, vs, bests, failed)
+                yield from self._explain_failures(profile, vs, bests, failed)
             open_ &= ~found
-        self.primary: Dict[Tuple[int, int], Choice] = {}
-        self.kept: Dict[Tuple[int, int], Tuple[bool, str]] = {}
-        if current:
+        if self.current:
             self._hysteresis()
-        self.backup: Dict[Tuple[int, int], _Best] = {}
         if self.net.inventory.pce.backup != "none":
-            self._backups()
+            yield from self._backups()
         for b in self.best.values():
             stats["slow_pairs"] += b.slow
         stats["pairs"] += int(self.only.sum())
@@ -1494,9 +1636,13 @@ class _Block:
                 diag[s, d] = True
         if diag.any():  # what diagnose() will ask, computed for all those pairs at once
             loose = P._unbounded(vs[0], keep_bandwidth=True)
-            self._diag_best(loose, diag)
+            b = self._diag_best(loose, diag, lazy=True)
+            if not b.done:
+                yield [b]
             if vs[0].min_bandwidth_mbps > 0:
-                self._diag_best(P._unbounded(vs[0]), diag)
+                b = self._diag_best(P._unbounded(vs[0]), diag, lazy=True)
+                if not b.done:
+                    yield [b]
         for s, d, why in todo:
             if why in ("", "no path"):
                 why = diagnose(vs[0], lambda var, s=s, d=d: self._diag_get(var, s, d))
@@ -1509,7 +1655,7 @@ class _Block:
             b = self._diag_best(variant, _one(self.E, s, d))
         return b.get(s, d)
 
-    def _diag_best(self, variant, need) -> _Best:
+    def _diag_best(self, variant, need, lazy=False) -> _Best:
         key = ("diag", variant)
         b = self.best.get(key)
         if b is not None and not (need & ~b.need).any():
@@ -1517,7 +1663,7 @@ class _Block:
         if b is not None:
             need = need | b.need
         b = _Best(self.eng, self.tname, variant, self.eng.solution(variant),
-                  self.eng.edges(self.tname, variant), need)
+                  self.eng.edges(self.tname, variant), need, lazy=lazy)
         self.best[key] = b
         return b
 
@@ -1586,6 +1732,7 @@ class _Block:
         if settings.backup != "node":
             return  # link-disjoint backups go pair by pair through the exact search
         words = (eng.C + 63) // 64
+        made = []
         for li in range(len(self.chain)):
             for vi, variant in enumerate(self.variants[li]):
                 group = (self.level == li) & (self.vi == vi)
@@ -1623,18 +1770,25 @@ class _Block:
                         masks[s, d, c // 64] |= np.uint64(1) << np.uint64(c % 64)
                     is_direct[s, d] = False
                 bk = _Best(eng, self.tname, variant, sol, eng.edges(self.tname, variant), group.copy(),
-                           masks, is_direct, self._drops)
+                           masks, is_direct, self._drops, lazy=True)
                 self.best[("backup", li, vi)] = bk
-                todo = group & ~bk.admitted
-                for s, d in zip(*np.nonzero(group & bk.admitted)):
-                    self.backup[(int(s), int(d))] = bk
-                if variant.level != BEST_EFFORT and todo.any():
-                    loose = P._unbounded(variant)
-                    lb = _Best(eng, self.tname, loose, eng.solution(loose), eng.edges(self.tname, loose),
-                               todo, masks, is_direct, self._drops)
-                    self.best[("backup-loose", li, vi)] = lb
-                    for s, d in zip(*np.nonzero(todo & lb.admitted)):
-                        self.backup[(int(s), int(d))] = lb
+                made.append((li, vi, variant, group, masks, is_direct, bk))
+        yield [m[-1] for m in made]
+        loose_made = []
+        for li, vi, variant, group, masks, is_direct, bk in made:
+            todo = group & ~bk.admitted
+            for s, d in zip(*np.nonzero(group & bk.admitted)):
+                self.backup[(int(s), int(d))] = bk
+            if variant.level != BEST_EFFORT and todo.any():
+                loose = P._unbounded(variant)
+                lb = _Best(eng, self.tname, loose, eng.solution(loose), eng.edges(self.tname, loose),
+                           todo, masks, is_direct, self._drops, lazy=True)
+                self.best[("backup-loose", li, vi)] = lb
+                loose_made.append((todo, lb))
+        yield [m[1] for m in loose_made]
+        for todo, lb in loose_made:
+            for s, d in zip(*np.nonzero(todo & lb.admitted)):
+                self.backup[(int(s), int(d))] = lb
 
     # -- what a change of core arcs can reach ---------------------------------------------
     def dirty(self, eng: FastEngine, owned):
@@ -1672,6 +1826,40 @@ class _Block:
             bk = self.ref.backup(self.tname, choice, src, dst, settings.max_candidates, settings.backup)
         return make_result(net, self.tname, self.tc.name, src, dst, choice,
                            self.chain[int(self.level[s, d])][1], failures, kept, note, bk, cur)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """The cyclic garbage collector paused while the engine runs: it allocates hundreds of
+    thousands of small acyclic objects (search heap entries, tuples), which trigger
+    collections that walk every live object again and again; reference counting frees
+    them all the same.  The previous state is restored (a collection then runs normally)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _build_blocks(blocks) -> None:
+    """Run the blocks' ``_steps`` side by side: at each step the exact searches all of them
+    wait for run in shared batches (``_run_searches``), then each block goes on."""
+    waiting = []
+    for blk in blocks:
+        gen = blk._steps()
+        bests = next(gen, None)
+        if bests is not None:
+            waiting.append((gen, bests))
+    while waiting:
+        _run_searches([b for _g, bests in waiting for b in bests])
+        nxt = []
+        for gen, _bests in waiting:
+            bests = next(gen, None)
+            if bests is not None:
+                nxt.append((gen, bests))
+        waiting = nxt
 
 
 _MAX_LAYERS = 8  # a block with this many layers is recomputed whole by the next update
