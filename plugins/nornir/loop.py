@@ -66,7 +66,8 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
     routers = nr.filter(F(groups__contains="core") | F(groups__contains="edge"))
     edges = nr.filter(F(groups__contains="edge"))
     nodes = nr.filter(F(groups__contains="core") | F(groups__contains="edge") | F(groups__contains="customer"))
-    epoch = repo.next_epoch()
+    # check mode plans the next loop without handing out its epoch
+    epoch = repo.peek_epoch() if s.check_mode else repo.next_epoch()
     node_results: Dict[str, Dict[str, Any]] = {}
 
     def step(name: str, started: float, **info: Any) -> None:

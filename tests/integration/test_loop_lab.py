@@ -115,6 +115,9 @@ def test_a_loop_with_nothing_new_changes_nothing_on_the_nodes_it_deployed(world)
     everyone = world["nr"].filter(F(groups__contains="customer") | F(groups__contains="edge") | F(groups__contains="core"))
     plan_settings = LoopSettings(state_dir=world["settings"].state_dir, window_s=WINDOW_S, check_mode=True, probes=False)
     plan = run_once(everyone, world["inv"], plan_settings)
+    # the plan is of the next loop, whose epoch check mode does not hand out
+    repo = BundleRepo(os.path.join(world["settings"].state_dir, "bundles"))
+    assert plan["epoch"] == report["epoch"] + 1 and repo.peek_epoch() == plan["epoch"]
     assert plan["check_mode"] and all(not plan["nodes"][n]["changed"] for n in plan["nodes"]
                                       if world["inv"].nodes[n].role == "customer")
 
