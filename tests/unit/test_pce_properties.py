@@ -500,7 +500,7 @@ def test_batched_detour_walks_equal_single_walks(seed, C):
         excl = np_.array([rnd.random() < 0.2 and x != b for x in range(C)])
         dist = np_.full(C, INF, dtype=np_.int64)
         dist[b] = 0
-        for _ in range(C):  # Bellman-Ford towards b, excluded nodes left out
+        for _round in range(C):  # Bellman-Ford towards b, excluded nodes left out
             for u in range(C):
                 for v in range(C):
                     if not excl[u] and not excl[v] and W[u, v] < INF and dist[v] < INF:
