@@ -223,8 +223,8 @@ def test_icmp_probe_is_bounded_and_total_loss_is_a_measurement():
     assert (out["received"], out["rtt_ms"]) == (0, None)
     argv, timeout = runner.calls[0]
     assert argv[:3] == ("ping", "-n", "-q") and argv[-1] == "192.0.2.1"
-    deadline = int(argv[argv.index("-w") + 1])
-    assert deadline == 3 and timeout == deadline + 5  # 3 x 0.5 s + 1 s, rounded up
+    assert argv[argv.index("-c") + 1] == "3" and "-w" not in argv  # exactly 3 requests: no in-flight counted lost
+    assert timeout == 3 + 5  # bounded by the caller: 3 x 0.5 s + 1 s, rounded up, plus slack
     with pytest.raises(probe.ProbeError, match="exit 2"):
         probe.icmp_probe("nosuchhost", runner=CannedRunner(2, "", "ping: nosuchhost: Name or service not known"))
 
