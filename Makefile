@@ -25,11 +25,11 @@ PYTEST_ARGS ?= -n auto
 BUILD_DIR := build
 
 # Debian packages the project needs (lab: namespaces, SRv6, WireGuard, nftables, FRR,
-# traffic tools; store: PostgreSQL; sanity: rsync, shellcheck).
+# traffic tools; store: PostgreSQL; sanity: rsync, shellcheck; unit tests: systemd-analyze).
 APT_PACKAGES := python3-venv python3-dev git make rsync ca-certificates \
 	iproute2 iputils-ping procps kmod nftables iptables \
 	frr frr-pythontools wireguard-tools wireguard-go iperf3 tcpdump \
-	postgresql shellcheck libnetfilter-queue-dev
+	postgresql shellcheck libnetfilter-queue-dev systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
