@@ -107,7 +107,7 @@ def main():
     runner = LocalRunner()
 
     def factory(name):
-        return build(name, "linux" if name == "frr_bgp" else p["dataplane"], runner=runner)
+        return build(name, p["dataplane"], runner=runner)
 
     try:
         out = apply_bundle(runner, p["bundle"], previous=p["previous"], check_mode=module.check_mode or p["verify"],

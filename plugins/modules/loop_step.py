@@ -150,7 +150,8 @@ try:
     from ansible_collections.galactic.npms.plugins.module_utils.npms.bundle import BundleRepo
     from ansible_collections.galactic.npms.plugins.module_utils.npms.inventory import InventoryError, load_inventory
     from ansible_collections.galactic.npms.plugins.module_utils.npms.loop import (compute_step, finish_step, ingest_step,
-                                                                                  load_json, render_step, summary_text)
+                                                                                  load_json, read_samples_dir, render_step,
+                                                                                  summary_text)
     IMPORT_ERROR = None
 except ImportError as exc:  # numpy, sqlalchemy...
     IMPORT_ERROR = exc
@@ -218,13 +219,11 @@ def main():
         try:
             if step == "ingest":
                 samples = dict(p["samples"] or {})
-                if p["samples_dir"] and os.path.isdir(p["samples_dir"]):
-                    for name in sorted(os.listdir(p["samples_dir"])):
-                        if name.endswith(".json"):
-                            data = load_json(os.path.join(p["samples_dir"], name), None)
-                            if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
-                                module.fail_json(msg=f"{p['samples_dir']}/{name}: not a samples file (expected {{node, samples}})")
-                            samples[str(data.get("node") or name[:-5])] = data["samples"]
+                if p["samples_dir"]:
+                    try:
+                        samples.update(read_samples_dir(p["samples_dir"]))
+                    except ValueError as exc:
+                        module.fail_json(msg=str(exc))
                 p["samples"] = samples
                 if module.check_mode:
                     module.exit_json(changed=False, epoch=p["epoch"], ingested={"samples": sum(len(v or []) for v in (p["samples"] or {}).values())})

@@ -16,7 +16,7 @@ from nornir.core.task import Result
 
 from npms.overlay import RESOURCE_ORDER, node_overlay
 from npms.resources import base as resource_base
-from npms.resources.registry import build as build_resource
+from npms.resources.registry import ANY_DATAPLANE, build as build_resource
 from npms.runner import CommandError
 
 from .connections import get_runner
@@ -153,9 +153,9 @@ def resource(
       A bad item or a failed change fails the result with the message in ``exception``
       (a failed change has been rolled back).
     """
-    # FRR runs beside the dataplane: BGP is configured the Linux way on VPP nodes too
-    plane = "linux" if resource_name == "frr_bgp" else dataplane or task.host.get("dataplane") or "linux"
-    runner = get_runner(task, connection) if plane == "linux" and state not in ("rendered", "parsed") else None
+    plane = dataplane or task.host.get("dataplane") or "linux"
+    needs_runner = (plane == "linux" or resource_name in ANY_DATAPLANE) and state not in ("rendered", "parsed")
+    runner = get_runner(task, connection) if needs_runner else None
     try:
         res = build_resource(resource_name, plane, runner=runner, vpp=vpp,
                              **({"vpp_socket": task.host["npms_vpp_api_socket"]} if task.host.get("npms_vpp_api_socket") else {}),
@@ -416,7 +416,7 @@ def deploy_bundle(
     plane = task.host.get("dataplane") or "linux"
 
     def factory(name: str) -> Any:
-        return build_resource(name, "linux" if name == "frr_bgp" else plane, runner=runner)
+        return build_resource(name, plane, runner=runner)
 
     check = True if verify else task.is_dry_run(dry_run)
     try:

@@ -208,6 +208,22 @@ def ingest_step(store: Any, samples_by_node: Mapping[str, Sequence[Any]], epoch:
     return out
 
 
+def read_samples_dir(directory: str) -> Dict[str, List[Any]]:
+    """``{node: samples}`` from the ``<node>.json`` files ``playbooks/probe.yml`` writes
+    (``{"node", "samples", ...}``); a file of another shape is a ValueError naming it."""
+    out: Dict[str, List[Any]] = {}
+    if not os.path.isdir(directory):
+        return out
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".json"):
+            continue
+        data = load_json(os.path.join(directory, name), None)
+        if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+            raise ValueError(f"{directory}/{name}: not a samples file (expected {{node, samples}})")
+        out[str(data.get("node") or name[:-5])] = data["samples"]
+    return out
+
+
 def compute_step(inv: Inventory, store: Any, state_dir: str, now: float, since: Optional[float] = None) -> Dict[str, Any]:
     """Paths from the loop's measurements, with the previous loop's paths as current."""
     from .pce import compute_paths  # pylint: disable=import-outside-toplevel

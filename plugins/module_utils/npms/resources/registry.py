@@ -17,7 +17,9 @@ from .base import Resource, ResourceError
 
 RESOURCES = ("srv6_localsid", "srv6_route", "srv6_policy", "srv6_steering", "wireguard", "nftables", "frr_bgp")
 DATAPLANES = ("linux", "vpp")
-LINUX_ONLY = ("nftables", "frr_bgp")
+LINUX_ONLY = ("nftables",)
+#: resources of the control plane beside the dataplane (FRR): the same on every node
+ANY_DATAPLANE = ("frr_bgp",)
 DEFAULT_VPP_SOCKET = "/run/vpp/api.sock"
 
 
@@ -31,9 +33,10 @@ def build(name: str, dataplane: str = "linux", runner: Optional[Runner] = None, 
         raise ResourceError(f"unknown resource {name!r}; known: {', '.join(RESOURCES)}")
     if dataplane not in DATAPLANES:
         raise ResourceError(f"{name}: unknown dataplane {dataplane!r}; known: {', '.join(DATAPLANES)}")
+    if name in ANY_DATAPLANE:
+        from .frr_bgp import FrrBgp
+        return FrrBgp(runner or LocalRunner(), **options)
     if dataplane == "vpp" and name in LINUX_ONLY:
-        if name == "frr_bgp":
-            raise ResourceError(f"{name}: BGP runs in FRR next to the dataplane: use dataplane linux for it on VPP nodes too")
         raise ResourceError(f"{name}: the vpp dataplane has no nftables; classify and police with srv6_steering on VPP")
     if dataplane == "linux":
         runner = runner or LocalRunner()
@@ -52,9 +55,6 @@ def build(name: str, dataplane: str = "linux", runner: Optional[Runner] = None, 
         if name == "wireguard":
             from .wireguard_linux import WireguardLinux
             return WireguardLinux(runner)
-        if name == "frr_bgp":
-            from .frr_bgp import FrrBgp
-            return FrrBgp(runner, **options)
         from .nftables import NftTables
         return NftTables(runner)
     if vpp is None:
