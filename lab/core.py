@@ -339,7 +339,10 @@ class Lab:
                 if end != node.name:
                     continue
                 # only the link-locals the plan names (deterministic, for unnumbered BGP)
-                cmds.append(f"link set dev {port.ifname} addrgenmode none mtu {port.mtu}")
+                # Customers send packet by packet: a GSO aggregate reaching an edge could
+                # not be encapsulated by the eBPF SRv6 encapsulation (kernels without seg6).
+                gso = " gso_max_segs 1" if node.role in ("customer", "host") else ""
+                cmds.append(f"link set dev {port.ifname} addrgenmode none mtu {port.mtu}{gso}")
                 for addr in port.addresses:
                     cmds.append(f"address add {addr} dev {port.ifname}" + (" nodad" if ":" in addr else ""))
                 cmds.append(f"link set dev {port.ifname} up")

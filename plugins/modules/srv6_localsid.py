@@ -25,6 +25,11 @@ description:
     C(<resolved at apply>)). The behaviours do not depend on it, but the SID goes away if
     that interface is deleted (the next run puts it back).
   - On O(dataplane=vpp) a SID is a VPP SR local SID (C(sr_localsid_add_del)).
+  - On O(dataplane=linux) the module uses the eBPF mode instead of C(seg6local) routes
+    when the target's kernel was built without C(CONFIG_IPV6_SEG6_LWTUNNEL), or when the
+    environment variable C(NPMS_SRV6_ENCAP=bpf) is set for the task (C(environment:));
+    C(NPMS_SRV6_ENCAP=seg6) forces the routes. RV(facts.srv6_encap) says which one ran.
+    See the notes.
 options:
   config:
     description:
@@ -58,6 +63,22 @@ options:
         description:
           - Table to look the inner packet up in (DT behaviours).
         type: int
+notes:
+  - "eBPF mode (Linux): a kernel without SRv6 lightweight tunnels still processes a Segment
+    Routing Header addressed to one of its local addresses: with segments left it does
+    End, with none left it decapsulates and receives the inner packet again. So a SID is a
+    C(local) route, C(ip -6 route add local <sid>/128 dev lo table local proto 202), and
+    C(seg6_enabled) is turned on for every interface (the kernel drops SRv6 packets
+    arriving where it is off; O(state=gathered) reports an interface where it is off)."
+  - "eBPF mode, End.X, End.DX4, End.DX6 and End.DT6: the SID's packets are marked by the
+    nftables map C(inet npms_sids sids) (SID to mark, 28 bits of a hash of the SID plus
+    C(0x20000000)); the mark survives the decapsulation, and an ip rule (priority 9000,
+    End.X 9001, protocol 202) sends marked packets to the SID's own table, which holds
+    C(default via <nexthop> dev <interface>), or, for End.DT6, to O(config[].table). The
+    table C(inet npms_sids) is deleted with the last SID that needs it. Two such SIDs whose
+    marks collide are refused."
+  - "eBPF mode: a SID whose route, rule or map element is missing is returned with a field
+    C(incomplete) saying what is wrong; O(state=replaced) and O(state=overridden) repair it."
 extends_documentation_fragment:
   - galactic.npms.resource
   - galactic.npms.resource.DATAPLANE
@@ -121,10 +142,42 @@ EXAMPLES = r"""
 # rendered:
 # - ip -6 route add fcbb:0:1::6/128 proto 202 encap seg6local action End.DT6 table 100 dev '<resolved at apply>'
 
-- name: Read SIDs from saved output of the command gathered runs
+# gathered also returns the commands it reads (facts.show_commands): on a seg6 node
+# ip -j -6 route show table main proto 202; in eBPF mode also the ip rules, the
+# nftables map and the seg6_enabled sysctls.
+- name: Save the outputs of the commands gathered reads, each under its '# <command>' line
+  ansible.builtin.shell: |
+    {% for c in sids.facts.show_commands %}
+    echo '# {{ c }}'; {{ c }} 2>/dev/null || true
+    {% endfor %}
+  register: saved
+  changed_when: false
+
+- name: Read SIDs from that saved output (on any host, later)
   galactic.npms.srv6_localsid:
-    running_config: "{{ lookup('ansible.builtin.file', 'routes.json') }}"  # ip -j -6 route show table main proto 202
+    running_config: "{{ saved.stdout }}"
     state: parsed
+
+- name: A SID on a kernel without seg6local routes (eBPF mode)
+  galactic.npms.srv6_localsid:
+    config:
+      - sid: fcbb:0:1::d4
+        behavior: End.DX4
+        nexthop: 10.1.0.2
+        interface: cust0
+  environment:
+    NPMS_SRV6_ENCAP: bpf  # only to force it: such a kernel gets it anyway
+
+# Commands (<mark>: 0x20000000 plus 28 bits of a hash of the SID; <table>: that number in decimal):
+# sh -c 'for f in /proc/sys/net/ipv6/conf/*/seg6_enabled; do echo 1 > "$f"; done'
+# nft -f - <<'EOF'
+# table inet npms_sids { map sids { type ipv6_addr : mark; } chain prerouting { ... } }
+# ...
+# EOF
+# nft add element inet npms_sids sids '{ fcbb:0:1::d4 : <mark> }'
+# ip -4 route replace default via 10.1.0.2 dev cust0 table <table> proto 202
+# ip -4 rule add pref 9000 fwmark <mark> lookup <table> proto 202
+# ip -6 route add local fcbb:0:1::d4/128 dev lo table local proto 202
 
 - name: Delete every SID npms made (others stay)
   galactic.npms.srv6_localsid:
@@ -133,7 +186,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 before:
-  description: The SIDs npms managed on the node before the task.
+  description:
+    - The SIDs npms managed on the node before the task.
+    - In eBPF mode a SID whose parts are not all there has a field C(incomplete) saying what
+      is wrong (see the notes).
   returned: when O(state) is merged, replaced, overridden or deleted
   type: list
   elements: dict
@@ -163,11 +219,32 @@ rendered:
   elements: str
   sample: ["ip -6 route add fcbb:0:1::1/128 proto 202 encap seg6local action End dev core0"]
 parsed:
-  description: The SIDs in O(running_config), the JSON of C(ip -j -6 route show table main proto 202) on Linux.
+  description:
+    - The SIDs in O(running_config). On Linux that is the output of each command of
+      RV(facts.show_commands), under a line C(# <command>); in seg6 mode, whose only command is
+      C(ip -j -6 route show table main proto 202), its bare JSON is accepted too.
   returned: when O(state=parsed)
   type: list
   elements: dict
   sample: [{"sid": "fcbb:0:1::1", "behavior": "End"}]
+facts:
+  description: What the task found out about the node's SRv6 realisation (O(dataplane=linux)).
+  returned: when O(state) is merged, replaced, overridden, deleted or gathered, on O(dataplane=linux)
+  type: dict
+  contains:
+    srv6_encap:
+      description: C(seg6) (seg6local routes) or C(bpf) (the eBPF mode, see the notes).
+      type: str
+      sample: bpf
+    show_commands:
+      description:
+        - The commands gathered reads, in order. Their outputs, each under a line
+          C(# <command>), are what O(state=parsed) takes as O(running_config).
+      type: list
+      elements: str
+      sample: ["ip -j -6 route show table all proto 202", "ip -j -4 route show table all proto 202",
+               "ip -j -4 rule show", "ip -j -6 rule show", "nft -j list map inet npms_sids sids",
+               "sysctl -a -r seg6_enabled"]
 """
 
 from ansible_collections.galactic.npms.plugins.module_utils import resource_module

@@ -31,6 +31,11 @@ description:
     first. With O(state=rendered) the node is not asked and the commands show
     C(<resolved at apply>) there. The kernel looks the encapsulated packet up again, so the
     interface only has to be up.
+  - On O(dataplane=linux) the module uses the eBPF mode instead of C(seg6) routes when the
+    target's kernel was built without C(CONFIG_IPV6_SEG6_LWTUNNEL), or when the environment
+    variable C(NPMS_SRV6_ENCAP=bpf) is set for the task (C(environment:));
+    C(NPMS_SRV6_ENCAP=seg6) forces the routes. RV(facts.srv6_encap) says which one ran.
+    See the notes for how it works and its limits.
 options:
   config:
     description:
@@ -51,7 +56,8 @@ options:
         suboptions:
           segments:
             description:
-              - The SIDs in order, first segment first (at most 16).
+              - The SIDs in order, first segment first (at most 16; at most 13 in the Linux
+                eBPF mode).
             type: list
             elements: str
             required: true
@@ -68,6 +74,31 @@ options:
             source given for one policy is what the others report. Policies without one
             report the node's source, if it has one. Deleting policies leaves it as it is.
         type: str
+notes:
+  - "eBPF mode (Linux): the C(default) routes of the policy's table are
+    C(encap bpf xmit pinned /run/npms/bpf/npms_srv6_<4|6>=<source>=<segments>) routes. For
+    each segment list the module builds a small eBPF program (no compiler is needed on the
+    node) that pushes an outer IPv6 header and a Segment Routing Header with the list,
+    clears the packet's firewall mark and has the kernel route the result; it loads it
+    with the C(bpf) system call and pins it under C(/run/npms/bpf) (a bpf filesystem it
+    mounts there) only while the route is made. The route keeps the program, and the
+    program's name, which C(ip route) shows, says what it pushes: that is what
+    O(state=gathered) reads back."
+  - "eBPF mode: the outer source is O(config[].encap_source) (set as C(ip sr tunsrc)),
+    else the node's C(ip sr tunsrc), else the address the kernel picks towards the first
+    segment (C(prefsrc) of C(ip -6 route get <first segment>)). The outer header carries
+    traffic class 0 and flow label 0."
+  - "eBPF mode limits: there is no C(End.B6.Encaps) route for the BSID (it needs
+    C(seg6local)), so only traffic steered into the policy (M(galactic.npms.srv6_steering))
+    is encapsulated, not packets whose active segment is the BSID. Packets that arrive as
+    one GSO/GRO aggregate cannot be encapsulated this way (the kernel only lets GRE, UDP
+    and IP-in-IP encapsulations of such packets through) and are dropped: keep GRO off on
+    the attachment interfaces (C(ethtool -K <interface> gro off)). A segment list has at
+    most 13 segments (the pushed headers must fit the kernel's 256 bytes of headroom), and
+    the program's name, source and segments spelled out, must fit in what iproute2 keeps
+    with the route (246 characters). The kernel needs C(CONFIG_LWTUNNEL_BPF), the module
+    must run as root (it calls C(bpf) and C(mount)), and the target must be x86_64 or
+    aarch64."
 extends_documentation_fragment:
   - galactic.npms.resource
   - galactic.npms.resource.DATAPLANE
@@ -126,15 +157,48 @@ EXAMPLES = r"""
 # - ip -6 route add default table 268435713 proto 202 encap seg6 mode encap segs fcbb:0:3::1 dev '<resolved at apply>'
 # - (and the IPv4 default route and the BSID route likewise)
 
-- name: Parse saved output of the commands gathered runs
+- name: A policy on a kernel without seg6 routes (eBPF mode)
   galactic.npms.srv6_policy:
-    running_config: |
-      # ip -j -6 route show table all proto 202
-      {{ v6.stdout }}
-      # ip -j -4 route show table all proto 202
-      {{ v4.stdout }}
-      # ip -j sr tunsrc show
-      {{ tunsrc.stdout }}
+    config:
+      - bsid: fcbb:0:1:b::101
+        segment_lists:
+          - segments: [fcbb:0:3::1]
+        encap_source: "fcbb:0:1::"
+  environment:
+    NPMS_SRV6_ENCAP: bpf  # only to force it: such a kernel gets it anyway
+
+# Commands:
+# ---------
+# ip -6 route add throw fcbb:0:1:b::101/128 table 268435713 proto 202
+# ip -6 route add default table 268435713 proto 202
+#   encap bpf xmit pinned /run/npms/bpf/npms_srv6_6=fcbb:0:1::=fcbb:0:3::1 dev core1
+# ip -4 route add default table 268435713 proto 202
+#   encap bpf xmit pinned /run/npms/bpf/npms_srv6_4=fcbb:0:1::=fcbb:0:3::1 dev core1
+# ip sr tunsrc set fcbb:0:1::
+# (no BSID route)
+#
+# After state:
+# ------------
+# $ ip -6 route show table 268435713
+# throw fcbb:0:1:b::101 dev lo proto 202 metric 1024 pref medium
+# default encap bpf xmit npms_srv6_6=fcbb:0:1::=fcbb:0:3::1:[*fsobj] dev core1 proto 202 metric 1024 pref medium
+
+- name: Read the policies (the result also names the commands gathered reads)
+  galactic.npms.srv6_policy:
+    state: gathered
+  register: policies
+
+- name: Save those commands' outputs, each under its '# <command>' line
+  ansible.builtin.shell: |
+    {% for c in policies.facts.show_commands %}
+    echo '# {{ c }}'; {{ c }}
+    {% endfor %}
+  register: saved
+  changed_when: false
+
+- name: Parse the saved output (on any host, later)
+  galactic.npms.srv6_policy:
+    running_config: "{{ saved.stdout }}"
     state: parsed
 
 - name: Delete every policy npms made
@@ -178,13 +242,31 @@ rendered:
   sample: ["ip -6 route add throw fcbb:0:1:b::100/128 table 268435712 proto 202"]
 parsed:
   description:
-    - The policies in O(running_config). On Linux that is the output of
-      C(ip -j -6 route show table all proto 202), C(ip -j -4 route show table all proto 202)
-      and C(ip -j sr tunsrc show), each under a line C(# <command>).
+    - The policies in O(running_config). On Linux that is the output of each command of
+      RV(facts.show_commands) (C(ip -j -6 route show table all proto 202),
+      C(ip -j -4 route show table all proto 202) and C(ip -j sr tunsrc show)), each under a
+      line C(# <command>).
   returned: when O(state=parsed)
   type: list
   elements: dict
   sample: [{"bsid": "fcbb:0:1:b::100", "segment_lists": [{"segments": ["fcbb:0:2::1"], "weight": 1}]}]
+facts:
+  description: What the task found out about the node's SRv6 realisation (O(dataplane=linux)).
+  returned: when O(state) is merged, replaced, overridden, deleted or gathered, on O(dataplane=linux)
+  type: dict
+  contains:
+    srv6_encap:
+      description: C(seg6) (seg6 routes) or C(bpf) (the eBPF mode, see the notes).
+      type: str
+      sample: seg6
+    show_commands:
+      description:
+        - The commands gathered reads, in order. Their outputs, each under a line
+          C(# <command>), are what O(state=parsed) takes as O(running_config).
+      type: list
+      elements: str
+      sample: ["ip -j -6 route show table all proto 202", "ip -j -4 route show table all proto 202",
+               "ip -j sr tunsrc show"]
 """
 
 from ansible_collections.galactic.npms.plugins.module_utils import resource_module

@@ -34,6 +34,13 @@ from npms.runner import CommandError, Result, Runner
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "srv6_linux")
 
 
+@pytest.fixture(autouse=True)
+def seg6_mode(monkeypatch):
+    """These tests check the seg6 / seg6local realisation: pin it, whatever this machine's
+    kernel would choose (tests/unit/test_srv6_bpf.py covers the eBPF mode)."""
+    monkeypatch.setenv(L.srv6_bpf.ENV_MODE, "seg6")
+
+
 def fixture(name: str) -> str:
     with open(os.path.join(FIXTURES, name + ".txt"), encoding="utf-8") as fh:
         return fh.read()

@@ -48,6 +48,8 @@ iproute2 lists segments in SID-list order (first segment first), as items do.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import ipaddress
 import json
 import re
@@ -56,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..runner import CommandError
+from . import srv6_bpf
 from .base import ADD, DELETE, MODIFY, Change, ResourceError, item_key, predict
 from .srv6 import (CLASS_MARK_MASK, TENANT_MARK_MASK, Srv6LocalSid, Srv6Policy, Srv6Route, Srv6Steering,
                    class_mark)
@@ -89,6 +92,25 @@ RULES_V4 = ("ip", "-j", "-4", "rule", "show")
 RULES_V6 = ("ip", "-j", "-6", "rule", "show")
 NFT_SHOW = ("nft", "-j", "-n", "list", "table", NFT_FAMILY, NFT_TABLE)
 
+# eBPF encapsulation mode (kernels without seg6 routes, see srv6_bpf): a SID is a ``local``
+# route (table local, protocol 202); the kernel's own SRH processing does End, and
+# decapsulates when no segment is left.  A SID that must do more marks its packets (the
+# nftables map below); the mark survives the decapsulation, and an ip rule sends the
+# marked packets to the SID's table (``default via <nexthop>`` for End.X / End.DX4 /
+# End.DX6) or to the End.DT6 table.
+SID_MARK_BASE = 0x20000000
+SID_MARK_MASK = 0x0FFFFFFF
+#: ip rule priorities of SID rules: before steering (10000) and the tenants' fences (20000)
+SID_PREF = 9000
+ENDX_PREF = 9001
+NFT_SIDS_TABLE = "npms_sids"
+NFT_SIDS_MAP = "sids"
+NFT_SIDS_SHOW = ("nft", "-j", "list", "map", NFT_FAMILY, NFT_SIDS_TABLE, NFT_SIDS_MAP)
+SEG6_SYSCTLS = ("sysctl", "-a", "-r", "seg6_enabled")
+#: seg6_enabled on every interface (and for those made later): the kernel drops an SRv6
+#: packet that arrives on an interface where it is off
+SEG6_ON = ("sh", "-c", 'for f in /proc/sys/net/ipv6/conf/*/seg6_enabled; do echo 1 > "$f"; done')
+
 _TABLE_NAMES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
 # nft prints DSCP names unless -n: accept both.
 _DSCP_NAMES = {"cs0": 0, "cs1": 8, "cs2": 16, "cs3": 24, "cs4": 32, "cs5": 40, "cs6": 48, "cs7": 56, "df": 0,
@@ -113,6 +135,8 @@ class Step:
     argv: Tuple[str, ...]
     stdin: Optional[str] = None
     undo: Optional["Step"] = None
+    #: eBPF encapsulations the command names by pin_path(name): (name, header)
+    pins: Tuple[Tuple[str, bytes], ...] = ()
 
     def text(self) -> str:
         line = shlex.join(self.argv)
@@ -127,15 +151,15 @@ def run_steps(runner: Any, steps: Sequence[Step]) -> None:
     done: List[Step] = []
     for step in steps:
         try:
-            runner.run(step.argv, stdin=step.stdin)
-        except CommandError as exc:
+            execute(runner, step)
+        except (CommandError, srv6_bpf.BpfError) as exc:
             failed = []
             for made in reversed(done):
                 if made.undo is None:
                     continue
                 try:
-                    runner.run(made.undo.argv, stdin=made.undo.stdin)
-                except CommandError as undo_exc:
+                    execute(runner, made.undo)
+                except (CommandError, srv6_bpf.BpfError) as undo_exc:
                     failed.append(str(undo_exc))
             message = _explain(exc)
             if failed:
@@ -144,14 +168,26 @@ def run_steps(runner: Any, steps: Sequence[Step]) -> None:
         done.append(step)
 
 
-def _explain(exc: CommandError) -> str:
+def execute(runner: Any, step: Step) -> None:
+    """Run one step; the eBPF programs it names are loaded and pinned just for it."""
+    if not step.pins:
+        runner.run(step.argv, stdin=step.stdin)
+        return
+    with srv6_bpf.pinned(step.pins) as paths:
+        runner.run(tuple(paths.get(a, a) for a in step.argv), stdin=step.stdin)
+
+
+def _explain(exc: Any) -> str:
     text = str(exc)
+    if not isinstance(exc, CommandError):
+        return text
     if "File exists" in (exc.stderr or ""):
         text += (f" (a route or rule that npms does not own, i.e. not protocol {RT_PROTO}, is in the way; "
                  "remove it or leave it to its owner)")
     if "lwt encapsulation type not supported" in (exc.stderr or ""):
         text += (" (this kernel has no SRv6 lightweight tunnels: it was built without CONFIG_IPV6_SEG6_LWTUNNEL, "
-                 "or the seg6 code is a module that is not loaded; `zcat /proc/config.gz | grep SEG6` tells)")
+                 "or the seg6 code is a module that is not loaded; `zcat /proc/config.gz | grep SEG6` tells; "
+                 f"{srv6_bpf.ENV_MODE}=bpf makes npms encapsulate with eBPF instead)")
     return text
 
 
@@ -165,7 +201,7 @@ def show_text(runner: Any, commands: Sequence[Tuple[str, ...]]) -> str:
         out = res.stdout
         if not res.ok:
             # No npms_steering table yet: nothing is steered.
-            if argv == NFT_SHOW and "No such file or directory" in res.stderr:
+            if argv in (NFT_SHOW, NFT_SIDS_SHOW) and "No such file or directory" in res.stderr:
                 out = ""
             else:
                 raise CommandError(runner.where, argv, res.rc, res.stdout, res.stderr)
@@ -271,7 +307,47 @@ def _verb(op: str) -> str:
 
 
 # --- local SIDs ------------------------------------------------------------------------------
-class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
+def sid_mark(sid: str) -> int:
+    """eBPF mode: the firewall mark (and table id) of a SID that marks its packets: 28 bits
+    of a hash of the whole SID (SIDs of one node often differ only in their locator)."""
+    digest = hashlib.sha256(ipaddress.IPv6Address(sid).packed).digest()
+    return SID_MARK_BASE | (int.from_bytes(digest[:4], "big") & SID_MARK_MASK)
+
+
+def is_sid_mark(mark: int) -> bool:
+    return SID_MARK_BASE <= mark <= SID_MARK_BASE | SID_MARK_MASK
+
+
+def nft_sids_script() -> str:
+    """The npms_sids table, its map (SID -> mark) and its one rule, whatever was there
+    (elements are kept)."""
+    return (f"table {NFT_FAMILY} {NFT_SIDS_TABLE} {{\n"
+            f"\tmap {NFT_SIDS_MAP} {{ type ipv6_addr : mark; }}\n"
+            "\tchain prerouting { type filter hook prerouting priority -151; policy accept; }\n}\n"
+            f"flush chain {NFT_FAMILY} {NFT_SIDS_TABLE} prerouting\n"
+            f"add rule {NFT_FAMILY} {NFT_SIDS_TABLE} prerouting meta mark set ip6 daddr map @{NFT_SIDS_MAP}\n")
+
+
+class _EncapMode:
+    """The SRv6 realisation a Linux resource uses: ``seg6`` routes, or ``bpf`` where the
+    kernel has none (see srv6_bpf); set ``encap`` to choose, else the kernel decides."""
+
+    _encap: Optional[str] = None
+
+    @property
+    def encap(self) -> str:
+        if self._encap is None:
+            self._encap = srv6_bpf.encap_mode()
+        return self._encap
+
+    @encap.setter
+    def encap(self, value: str) -> None:
+        if value not in srv6_bpf.MODES:
+            raise ValueError(f"encap must be one of {', '.join(srv6_bpf.MODES)}")
+        self._encap = value
+
+
+class Srv6LocalSidLinux(_EncapMode, _Steps, Srv6LocalSid):
     """Local SIDs as seg6local routes (protocol 202) in the main table.
 
     The kernel turns an IPv6 route on ``lo`` into a reject route, so End and End.DT6
@@ -281,19 +357,51 @@ class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
 
     behaviors = ("End", "End.X", "End.DX4", "End.DX6", "End.DT6")
     dataplane = "linux"
+    report_fields = ("incomplete",)
     SHOW = (MAIN_V6,)
+    SHOW_BPF = (ALL_V6, ALL_V4, RULES_V4, RULES_V6, NFT_SIDS_SHOW, SEG6_SYSCTLS)
     LINKS = ("ip", "-j", "link", "show", "up")
 
     def __init__(self, driver: Any = None):
         super().__init__(driver)
         self._live = False
         self._device: Optional[str] = None
+        self._present: Dict[str, Set[str]] = {}  # eBPF mode: sid -> parts gather saw
+        self._have: List[Dict[str, Any]] = []
+        self._sids_table = False  # eBPF mode: the npms_sids table is there
+        self._drop_table: Optional[Change] = None  # the change after which it goes
+
+    def _show(self) -> Tuple[Tuple[str, ...], ...]:
+        return self.SHOW_BPF if self.encap == "bpf" else self.SHOW
 
     def gather(self) -> List[Dict[str, Any]]:
         self._live, self._device = True, None
-        return self.parse(show_text(self.driver, self.SHOW))
+        self._have = self.parse(show_text(self.driver, self._show()))
+        return self._have
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        try:
+            super().apply(changes)
+        except ResourceError:
+            # The engine undid the SIDs; a table the changes created goes as well.
+            if self.encap == "bpf" and self._live and not self._sids_table:
+                self.driver.run(("nft", "delete", "table", NFT_FAMILY, NFT_SIDS_TABLE), check=False)
+            raise
+
+    def facts(self, have: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return _encap_facts(self.encap, self._show())
+
+    def order(self, changes: List[Change]) -> List[Change]:
+        ordered = super().order(changes)
+        self._drop_table = None
+        if self.encap == "bpf" and ordered and self._sids_table:
+            if all(i["behavior"] == "End" for i in predict(self, self._have, ordered)):
+                self._drop_table = ordered[-1]  # no SID left that marks: the table goes too
+        return ordered
 
     def parse(self, text: str) -> List[Dict[str, Any]]:
+        if self.encap == "bpf":
+            return self._parse_bpf(text)
         routes = _json(sections(text, self.SHOW, self.name)[MAIN_V6], MAIN_V6, self.name)
         items = []
         for r in routes:
@@ -340,6 +448,8 @@ class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
         return self._device
 
     def steps(self, change: Change, strict: bool) -> List[Step]:
+        if self.encap == "bpf":
+            return self._bpf_steps(change)
         if change.op == DELETE:
             return [Step(self._del(change.before).argv, undo=self._add(change.before, "add", False))] + self._nexthop_steps(change.before, None)
         undo = self._add(change.before, "replace", False) if change.before else self._del(change.after)
@@ -367,6 +477,14 @@ class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
         return steps
 
     def check_items(self, items: List[Dict[str, Any]]) -> None:
+        if self.encap == "bpf":
+            marks: Dict[int, str] = {}
+            for item in items:
+                mark = sid_mark(item["sid"])
+                if item["behavior"] != "End" and marks.setdefault(mark, item["sid"]) != item["sid"]:
+                    raise ResourceError(f"{self.name}: sid {item['sid']}: its mark and table 0x{mark:x} (a 28-bit hash of "
+                                        f"the SID) are also sid {marks[mark]}'s; choose another SID for one of them")
+            return
         seen: Dict[str, str] = {}
         for item in items:
             if item["behavior"] in ("End.DX4", "End.DX6"):
@@ -374,6 +492,124 @@ class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
                     raise ResourceError(f"{self.name}: sid {item['sid']}: nexthop {item['nexthop']} is already sid "
                                         f"{seen[item['nexthop']]}'s; on Linux each End.DX4 / End.DX6 needs its own next hop")
                 seen[item["nexthop"]] = item["sid"]
+
+    # eBPF mode -----------------------------------------------------------------------------
+
+    def _parse_bpf(self, text: str) -> List[Dict[str, Any]]:
+        show = self.SHOW_BPF
+        out = sections(text, show, self.name)
+        v6, v4 = _json(out[ALL_V6], ALL_V6, self.name), _json(out[ALL_V4], ALL_V4, self.name)
+        sids = sorted(_dst(r)[:-4] for r in v6 if _ours(r) and r.get("type") == "local" and _route_table(r) == 255
+                      and _dst(r).endswith("/128"))
+        rules: Dict[int, List[Tuple[int, int, int]]] = {}
+        for family, argv in ((4, RULES_V4), (6, RULES_V6)):
+            for r in _json(out[argv], argv, self.name):
+                if str(r.get("protocol", "")) != _P or "fwmark" not in r or "table" not in r:
+                    continue
+                mark = int(r["fwmark"], 0)
+                if int(r.get("fwmask", "0xffffffff"), 0) == 0xFFFFFFFF and is_sid_mark(mark):
+                    rules.setdefault(mark, []).append((family, int(r.get("priority", 0)), _table_id(r["table"])))
+        hops: Dict[Tuple[int, int], Tuple[Optional[str], Optional[str]]] = {}
+        for family, routes in ((4, v4), (6, v6)):
+            for r in routes:
+                table = _route_table(r)
+                if _ours(r) and is_sid_mark(table) and r.get("dst") == "default" and _unicast(r):
+                    hops[(family, table)] = (r.get("gateway"), r.get("dev"))
+        nft_doc = _json(out[NFT_SIDS_SHOW], NFT_SIDS_SHOW, self.name)
+        self._sids_table = bool(nft_doc)
+        elements = _nft_map(nft_doc)
+        off = sorted(line.split(".seg6_enabled")[0].replace("net.ipv6.conf.", "")
+                     for line in out[SEG6_SYSCTLS].splitlines() if line.strip().endswith("= 0"))
+        items = []
+        self._present = {}
+        for sid in sids:
+            sid = str(ipaddress.IPv6Address(sid))
+            mark = sid_mark(sid)
+            present = {"local"}
+            problems = [f"seg6_enabled is off on {', '.join(off)}"] if off else []
+            raw: Dict[str, Any] = {"sid": sid, "behavior": "End"}
+            found = rules.get(mark, [])
+            if found:
+                present.add("rule")
+                family, pref, table = found[0]
+                if len(found) > 1:
+                    problems.append(f"{len(found)} ip rules for mark 0x{mark:x}")
+                if pref == SID_PREF and family == 6 and table != mark:
+                    raw.update(behavior="End.DT6", table=table)
+                else:
+                    behavior = {(ENDX_PREF, 6): "End.X", (SID_PREF, 4): "End.DX4", (SID_PREF, 6): "End.DX6"}.get((pref, family))
+                    if behavior is None or table != mark:
+                        problems.append(f"the ip rule for mark 0x{mark:x} is not one npms makes")
+                        behavior = behavior or "End.X"
+                    raw["behavior"] = behavior
+                    gateway, dev = hops.get((family, mark), (None, None))
+                    if gateway:
+                        present.add("route")
+                        raw.update(nexthop=gateway, interface=dev)
+                    else:
+                        problems.append(f"no default route via the next hop in table {mark}")
+                if elements.get(sid) == mark:
+                    present.add("element")
+                else:
+                    problems.append(f"the nftables map {NFT_SIDS_TABLE} {NFT_SIDS_MAP} does not mark the SID's packets")
+            elif sid in elements:
+                present.add("element")
+                problems.append("the nftables map marks the SID's packets but no ip rule takes them")
+            try:
+                item = self.normalize(raw, f"{self.name} route {sid}")
+            except ResourceError as exc:
+                item = dict(raw)
+                problems.append(str(exc))
+            if problems:
+                item["incomplete"] = "; ".join(problems)
+            self._present[sid] = present
+            items.append(item)
+        return sorted(items, key=lambda i: i["sid"])
+
+    def _bpf_parts(self, item: Mapping[str, Any], deleting: bool = False) -> List[Tuple[str, Step, Step]]:
+        """(part, add step, delete step) of an item, in the order they are added."""
+        sid, behavior = item["sid"], item["behavior"]
+        mark = sid_mark(sid)
+        parts: List[Tuple[str, Step, Step]] = []
+        local = ("ip", "-6", "route", "{}", "local", f"{sid}/128", "dev", "lo", "table", "local", "proto", _P)
+        element = Step(("nft", "add", "element", NFT_FAMILY, NFT_SIDS_TABLE, NFT_SIDS_MAP, f"{{ {sid} : 0x{mark:08x} }}"))
+        no_element = Step(("nft", "delete", "element", NFT_FAMILY, NFT_SIDS_TABLE, NFT_SIDS_MAP, f"{{ {sid} }}"))
+        if behavior == "End" and deleting and "element" in self._present.get(sid, set()):
+            # a stray mark (its rule is gone): deleting the SID removes it too
+            parts.append(("element", element, no_element))
+        if behavior != "End":
+            parts.append(("element", element, no_element))
+            family = 4 if behavior == "End.DX4" else 6
+            if behavior != "End.DT6":
+                route = ("ip", f"-{family}", "route", "{}", "default")
+                tail = ("table", str(mark), "proto", _P)
+                add = route + ("via", str(item.get("nexthop")), "dev", str(item.get("interface"))) + tail
+                parts.append(("route", Step(tuple(a.format("replace") for a in add)),
+                              Step(tuple(a.format("del") for a in route + tail))))
+            table = item.get("table") if behavior == "End.DT6" else mark
+            pref = str(ENDX_PREF if behavior == "End.X" else SID_PREF)
+            rule = ("ip", f"-{family}", "rule", "{}", "pref", pref, "fwmark", f"0x{mark:x}")
+            parts.append(("rule", Step(tuple(a.format("add") for a in rule) + ("lookup", str(table), "proto", _P)),
+                          Step(tuple(a.format("del") for a in rule) + ("proto", _P))))
+        parts.append(("local", Step(tuple(a.format("add") for a in local)), Step(tuple(a.format("del") for a in local))))
+        return parts
+
+    def _bpf_steps(self, change: Change) -> List[Step]:
+        steps: List[Step] = []
+        if change.before is not None:
+            present = self._present.get(change.before["sid"], {"local", "element", "route", "rule"})
+            for part, add, delete in reversed(self._bpf_parts(change.before, deleting=True)):
+                if part in present:
+                    steps.append(Step(delete.argv, undo=add))
+        if change.after is not None:
+            steps.append(Step(SEG6_ON))
+            if change.after["behavior"] != "End":
+                steps.append(Step(("nft", "-f", "-"), stdin=nft_sids_script()))
+            steps += [Step(add.argv, undo=delete) for _part, add, delete in self._bpf_parts(change.after)]
+        if change is self._drop_table:
+            steps.append(Step(("nft", "delete", "table", NFT_FAMILY, NFT_SIDS_TABLE),
+                              undo=Step(("nft", "-f", "-"), stdin=nft_sids_script())))
+        return steps
 
     @staticmethod
     def _del(item: Mapping[str, Any]) -> Step:
@@ -391,6 +627,26 @@ class Srv6LocalSidLinux(_Steps, Srv6LocalSid):
             argv += ["table", str(item["table"])]
         argv += ["dev", item.get("interface") or self._any_device(strict)]
         return Step(tuple(argv))
+
+
+def _encap_facts(encap: str, show: Sequence[Tuple[str, ...]]) -> Dict[str, Any]:
+    """What a run tells about the node: its SRv6 realisation, and the commands whose
+    outputs (each under a ``# <command>`` line) state parsed reads."""
+    return {"srv6_encap": encap, "show_commands": [shlex.join(c) for c in show]}
+
+
+def _nft_map(doc: Any) -> Dict[str, int]:
+    """SID -> mark from ``nft -j list map``."""
+    out: Dict[str, int] = {}
+    for entry in doc.get("nftables", []) if isinstance(doc, dict) else []:
+        for elem in (entry.get("map") or {}).get("elem", []) or []:
+            if isinstance(elem, list) and len(elem) == 2:
+                key, value = elem
+                try:
+                    out[str(ipaddress.IPv6Address(str(key)))] = int(value) if isinstance(value, int) else int(str(value), 0)
+                except ValueError:
+                    continue
+    return out
 
 
 def _nexthop_route_argv(verb: str, nexthop: str, ifname: str) -> Tuple[str, ...]:
@@ -454,20 +710,34 @@ def bsid_list(segment_lists: Sequence[Mapping[str, Any]]) -> List[str]:
     return list(best["segments"])
 
 
-def _lists_of(route: Mapping[str, Any]) -> Optional[List[Dict[str, Any]]]:
+def _lists_of(route: Mapping[str, Any], family: int) -> Optional[List[Dict[str, Any]]]:
+    """The weighted segment lists of a policy route (seg6 or npms eBPF encapsulation; an
+    eBPF list also says its ``source``), None if it is not one."""
     hops = route.get("nexthops")
     if hops is None:
         hops = [dict(route, weight=1)]
     out = []
     for hop in hops:
-        if hop.get("encap") != "seg6" or hop.get("mode") != "encap" or not hop.get("segs"):
+        weight = int(hop.get("weight", 1))
+        if hop.get("encap") == "bpf":
+            pushed = srv6_bpf.parse_name(str(hop.get("xmit", "")))
+            if pushed is None or pushed[0] != family:
+                return None
+            out.append({"segments": pushed[2], "weight": weight, "source": pushed[1]})
+        elif hop.get("encap") == "seg6" and hop.get("mode") == "encap" and hop.get("segs"):
+            out.append({"segments": list(hop["segs"]), "weight": weight})
+        else:
             return None
-        out.append({"segments": list(hop["segs"]), "weight": int(hop.get("weight", 1))})
     return out
 
 
-class Srv6PolicyLinux(_Steps, Srv6Policy):
-    """SR policies as routing tables of seg6 encap routes (see the module docstring)."""
+class Srv6PolicyLinux(_EncapMode, _Steps, Srv6Policy):
+    """SR policies as routing tables of seg6 encap routes (see the module docstring).
+
+    In eBPF mode the default routes are ``encap bpf xmit`` routes whose program pushes
+    the segment list (srv6_bpf), with the node's ``ip sr tunsrc`` as the outer source, or
+    else the source the kernel picks towards the first segment; there is no BSID route
+    (End.B6.Encaps needs seg6local)."""
 
     dataplane = "linux"
     report_fields = ("incomplete",)
@@ -481,6 +751,7 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
         self._present: Dict[str, Set[str]] = {}
         self._have: List[Dict[str, Any]] = []
         self._towards: Dict[str, Optional[Tuple[str, Optional[str]]]] = {}
+        self._prefsrc: Dict[str, Optional[str]] = {}
 
     # reading
     def gather(self) -> List[Dict[str, Any]]:
@@ -505,13 +776,13 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
                 if r.get("type") == "throw" and _dst(r).endswith("/128"):
                     t.setdefault("bsids", []).append(_dst(r)[:-4])
                 elif r.get("dst") == "default" and _unicast(r):
-                    t["v6"] = _lists_of(r)
+                    t["v6"] = _lists_of(r, 6)
             elif "table" not in r and r.get("encap") == "seg6local" and r.get("action") == "End.B6.Encaps":
                 bsid_routes[_dst(r)[:-4]] = list((r.get("srh") or {}).get("segs") or [])
         for r in v4:
             table = _route_table(r)
             if _ours(r) and is_policy_table(table) and r.get("dst") == "default" and _unicast(r):
-                tables.setdefault(table, {})["v4"] = _lists_of(r)
+                tables.setdefault(table, {})["v4"] = _lists_of(r, 4)
         items = []
         self._present = {}
         for table, t in sorted(tables.items()):
@@ -535,6 +806,9 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
             else:
                 problems.append(f"no {label} default route in table {table}")
         item: Dict[str, Any] = {"bsid": bsid}
+        sources = {sl.pop("source") for part in ("v6", "v4") for sl in (t.get(part) or []) if "source" in sl}
+        if self._tunsrc and sources - {self._tunsrc}:
+            problems.append(f"the eBPF encapsulation's source is {', '.join(sorted(sources))}, not the tunnel source {self._tunsrc}")
         lists = t.get("v6") or t.get("v4")
         if lists:
             try:
@@ -547,7 +821,7 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
             present.add("bsid")
             if item.get("segment_lists") and bsid_routes[bsid] != bsid_list(item["segment_lists"]):
                 problems.append(f"the BSID route's segments are {bsid_routes[bsid]}")
-        else:
+        elif self.encap != "bpf":
             problems.append("no End.B6.Encaps route for the BSID")
         if self._tunsrc:
             item["encap_source"] = self._tunsrc
@@ -578,6 +852,12 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
 
     def check_items(self, items: List[Dict[str, Any]]) -> None:
         super().check_items(items)
+        if self.encap == "bpf":
+            for index, item in enumerate(items):
+                for n, sl in enumerate(item.get("segment_lists") or []):
+                    if len(sl["segments"]) > srv6_bpf.MAX_SEGMENTS:
+                        raise ResourceError(f"{self.name} config[{index}]: segment_lists[{n}]: {len(sl['segments'])} "
+                                            f"segments; the eBPF encapsulation pushes at most {srv6_bpf.MAX_SEGMENTS}")
         self._want_source = None
         self._check_final(items, "config")
         sources = {i["encap_source"] for i in items if i.get("encap_source")}
@@ -635,6 +915,7 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
                     routes = []
                 if routes and routes[0].get("dev"):
                     found = (routes[0]["dev"], routes[0].get("gateway"))
+                    self._prefsrc[segment] = routes[0].get("prefsrc")
             self._towards[segment] = found
         return self._towards[segment]
 
@@ -652,6 +933,41 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
         dev, gateway = found
         # On-link (no gateway): the segment is its own next hop.
         return dev, gateway or first
+
+    def _source(self, item: Mapping[str, Any], index: int, strict: bool) -> str:
+        """eBPF mode: the outer source address of segment list ``index``."""
+        source = item.get("encap_source") or self._want_source or self._tunsrc
+        if source:
+            return str(source)
+        if not self._live:
+            return UNRESOLVED
+        first = item["segment_lists"][index]["segments"][0]
+        if self._towards_segment(first) is not None and self._prefsrc.get(first):
+            return str(self._prefsrc[first])
+        if strict:
+            raise ResourceError(f"bsid {item['bsid']} segment_lists[{index}]: no IPv6 source address towards {first} for "
+                                "the encapsulation; give the policy an encap_source")
+        return f"<no source towards {first}>"
+
+    def _encap_args(self, part: str, item: Mapping[str, Any], index: int, dev: str,
+                    strict: bool) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, bytes], ...]]:
+        """The ``encap ...`` words of segment list ``index`` (and the eBPF pins they need)."""
+        segments = item["segment_lists"][index]["segments"]
+        if self.encap != "bpf":
+            return ("encap", "seg6", "mode", "encap", "segs", ",".join(segments), "dev", dev), ()
+        family = 6 if part == "v6" else 4
+        source = self._source(item, index, strict)
+        try:
+            ipaddress.IPv6Address(source)
+        except ValueError:  # not known yet (rendered): name it, load nothing
+            return ("encap", "bpf", "xmit", "pinned", srv6_bpf.pin_path(f"npms_srv6_{family}={source}=" + ",".join(segments)),
+                    "dev", dev), ()
+        try:
+            name = srv6_bpf.program_name(family, source, segments)
+            header = srv6_bpf.encap_header(family, source, segments)
+        except ValueError as exc:
+            raise ResourceError(f"bsid {item['bsid']} segment_lists[{index}]: {exc}") from None
+        return ("encap", "bpf", "xmit", "pinned", srv6_bpf.pin_path(name), "dev", dev), ((name, header),)
 
     def _part(self, part: str, verb: str, item: Mapping[str, Any], strict: bool) -> Step:
         bsid = item["bsid"]
@@ -673,18 +989,25 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
             return Step(argv)
         lists = item["segment_lists"]
         if len(lists) == 1:
-            dev = self._hop(item, 0, strict)[0]
-            return Step(argv + ("encap", "seg6", "mode", "encap", "segs", ",".join(lists[0]["segments"]), "dev", dev))
+            words, pins = self._encap_args(part, item, 0, self._hop(item, 0, strict)[0], strict)
+            return Step(argv + words, pins=pins)
+        pins: Tuple[Tuple[str, bytes], ...] = ()
         for index, sl in enumerate(lists):
             dev, gateway = self._hop(item, index, strict)
             # IPv6 multipath refuses device-only nexthops; IPv4 takes them.
             via = ("via", gateway) if part == "v6" else ()
-            argv += ("nexthop",) + via + ("encap", "seg6", "mode", "encap", "segs", ",".join(sl["segments"]),
-                                          "dev", dev, "weight", str(sl["weight"]))
-        return Step(argv)
+            words, more = self._encap_args(part, item, index, dev, strict)
+            argv += ("nexthop",) + via + words + ("weight", str(sl["weight"]))
+            pins += more
+        return Step(argv, pins=pins)
+
+    def facts(self, have: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return _encap_facts(self.encap, self.SHOW)
 
     def _parts_of(self, item: Mapping[str, Any]) -> Tuple[str, ...]:
-        return _PARTS if item.get("segment_lists") else ("marker",)
+        if not item.get("segment_lists"):
+            return ("marker",)
+        return _PARTS[:3] if self.encap == "bpf" else _PARTS
 
     def steps(self, change: Change, strict: bool) -> List[Step]:
         steps: List[Step] = []
@@ -705,7 +1028,7 @@ class Srv6PolicyLinux(_Steps, Srv6Policy):
                 undo = self._part(part, "replace", change.before, False)
             else:
                 undo = self._part(part, "del", after, False)
-            steps.append(Step(self._part(part, verb, after, strict).argv, undo=undo))
+            steps.append(dataclasses.replace(self._part(part, verb, after, strict), undo=undo))
         if after.get("encap_source"):
             undo = Step(("ip", "sr", "tunsrc", "set", self._tunsrc or "::")) if self._live else None
             steps.append(Step(("ip", "sr", "tunsrc", "set", after["encap_source"]), undo=undo))
