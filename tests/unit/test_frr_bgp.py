@@ -254,3 +254,13 @@ def test_route_table_keeps_what_each_tenant_may_announce_where():
     everything = node_overlay(LAB, "edge-tok", paths)["srv6_steering"]
     assert "10.10.3.0/24" in {s["prefix"] for s in everything}
     assert inventory_routes(LAB)["acme"]["edge-bos"] == ["10.10.3.0/24", "2001:db8:3::/48"]
+
+
+def test_route_table_uses_the_inventory_where_nothing_could_be_read():
+    # acme's view at edge-ber learned nothing (withdrawn): none; edge-bos has no acme view
+    # yet (the first loop collects before it deploys): the inventory's prefixes stand in
+    table = route_table(LAB, {"edge-ber": {"acme": {"learned": []}}, "edge-bos": {"globex": {"learned": []}}})
+    assert table["acme"]["edge-ber"] == []
+    assert table["acme"]["edge-bos"] == inventory_routes(LAB)["acme"]["edge-bos"]
+    assert table["globex"]["edge-bos"] == []
+    assert route_table(LAB, {}) == inventory_routes(LAB)

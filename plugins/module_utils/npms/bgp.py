@@ -136,14 +136,20 @@ def route_table(inv: Inventory, collected: Mapping[str, Mapping[str, Any]]) -> R
     (``{edge: {tenant: {"learned": [{"prefix", ...}], ...}}}``).  A prefix outside the
     tenant's allowed set is dropped again here (the edge's guard is the first line, this
     is the second); a prefix learned at two edges stays with the first in inventory
-    order."""
+    order.  Where nothing could be read for a tenant at an edge (no report from the edge,
+    or no BGP view of the tenant there yet: the first loop collects before it deploys),
+    the inventory's prefixes stand in, so that the first loop already forwards and
+    advertises; a view that learned nothing (a session down, a prefix withdrawn) gives
+    none."""
     table: RouteTable = {}
     claimed: Dict[str, Dict[ipaddress._BaseNetwork, str]] = {}
     for tname, ten in sorted(inv.tenants.items()):
         table[tname] = {}
         allowed = {a.edge: [ipaddress.ip_network(p) for p in a.prefixes] for a in ten.attachments}
         for edge in ten.edges:
-            report = (collected.get(edge) or {}).get(tname) or {}
+            report = (collected.get(edge) or {}).get(tname)
+            if report is None:
+                report = {"learned": [{"prefix": str(p)} for p in allowed.get(edge, [])]}
             kept = []
             for entry in report.get("learned", []):
                 net = ipaddress.ip_network(entry["prefix"])
