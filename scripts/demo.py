@@ -11,15 +11,15 @@ report names the cause; a customer ping runs throughout.  Lab down at the end (a
 Ctrl-C or failure).  The window is 30 s instead of 600 s so that each loop has its own.
 
 Needs root.  On a kernel without SRv6 lightweight tunnels (CONFIG_IPV6_SEG6_LWTUNNEL) the
-SRv6 resources cannot be deployed: the loop reports those nodes as failed (and leaves
-them as they were), and the demo says so instead of pinging through an overlay that
-cannot exist.
+Linux nodes encapsulate with npms's eBPF program instead (npms.resources.srv6_bpf); the
+demo says which one it uses.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,16 +43,11 @@ def next_window() -> None:
     time.sleep(wait)
 
 
-def kernel_has_seg6() -> bool:
-    ns = f"{PREFIX}seg6-check"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        res = subprocess.run(["ip", "-n", ns, "-6", "route", "add", "fc00::1/128", "encap", "seg6local", "action", "End",
-                              "dev", "lo"], capture_output=True, text=True, check=False)
-        return res.returncode == 0
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+def wait_for_route(node, prefix, seconds=60):
+    """The edge announces the other site's prefixes once its BGP session is up."""
+    deadline = time.monotonic() + seconds
+    while prefix not in ns_run(node, "ip", "route", "show", prefix).stdout and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def path_of(report, key):
@@ -78,15 +73,15 @@ def main() -> int:
     from npms.inventory import load_inventory  # pylint: disable=import-outside-toplevel
     from npms.loop import summary_text  # pylint: disable=import-outside-toplevel
     from npms.overlay import tunnel_name  # pylint: disable=import-outside-toplevel
+    from npms.resources.srv6_bpf import encap_mode  # pylint: disable=import-outside-toplevel
     from npms_lab import Lab  # pylint: disable=import-outside-toplevel
     from npms_nornir.loop import LoopSettings, run_once  # pylint: disable=import-outside-toplevel
 
     inv = load_inventory(INVENTORY)
     lab = Lab(INVENTORY, PREFIX)
-    seg6 = kernel_has_seg6()
-    if not seg6:
-        say("NOTE: this kernel has no SRv6 lightweight tunnels (CONFIG_IPV6_SEG6_LWTUNNEL): the loop will compute, "
-            "render and report, but cannot deploy SRv6 on cores and edges; no traffic can cross the overlay here.")
+    if encap_mode() == "bpf":
+        say("NOTE: this kernel has no SRv6 lightweight tunnels (CONFIG_IPV6_SEG6_LWTUNNEL): the Linux nodes "
+            "encapsulate with npms's eBPF program, and the kernel's own SRH processing does End and decapsulation.")
     lab.up()
     background = None
     try:
@@ -100,7 +95,10 @@ def main() -> int:
         ef, be = path_of(first, EF), path_of(first, BE)
         say(f"acme EF  edge-ber -> edge-bos: {' > '.join(ef['path'])}  ({ef['reason']})")
         say(f"acme BE  edge-ber -> edge-bos: {' > '.join(be['path'])}  ({be['reason']})")
-        if seg6 and not first["failed_nodes"]:
+        if first["failed_nodes"]:
+            say(f"nodes that failed to deploy (see the report): {', '.join(first['failed_nodes'])}")
+        else:
+            wait_for_route("cust-acme-ber", "10.10.3.0/24")
             background = subprocess.Popen(["ip", "netns", "exec", PREFIX + "h-cust-acme-ber", "ping", "-n", "-q", "-i", "0.5",
                                            "10.10.3.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             tunnels = {cls: tunnel_name(inv, "acme", "edge-ber", p["path"][1]) for cls, p in (("ef", ef), ("be", be))}
@@ -127,7 +125,7 @@ def main() -> int:
             if (c["tenant"], c["traffic_class"], c["src"], c["dst"]) == EF:
                 say(f"why: {c['reason']}")
         if background is not None:
-            background.terminate()
+            background.send_signal(signal.SIGINT)  # ping prints its summary on SIGINT
             out = background.communicate(timeout=10)[0]
             say("customer ping throughout: " + (out.strip().splitlines()[-2] if out.strip() else "no output"))
         say(f"\nreports: {settings.state_dir}/reports/ (JSON); bundles: {settings.state_dir}/bundles/")

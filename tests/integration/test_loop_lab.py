@@ -6,7 +6,10 @@ the lab's WAN emulation, a real store, the path engine, bundles deployed with th
 resources.  After `lab.impair` degrades a link of acme's EF path, the next loop moves EF
 off it and the report names the cause; best effort stays; late bundles are refused; runs
 never overlap; each node ends up on the loop's bundle or, when its deploy fails, on its
-previous one with the failure in the report.  Needs root.
+previous one with the failure in the report.  With packets: after one loop a customer host
+reaches its tenant's other site through the overlay (a core on the way sees the SRv6
+header); EF and best-effort pings from one host leave the edge by different tunnels; a
+customer ping keeps working while the EF path is impaired and moved.  Needs root.
 
 The window is 30 s here (600 s in production) so that two loops see two windows."""
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +30,7 @@ from nornir.core.filter import F
 from npms.bundle import BundleRepo
 from npms.inventory import load_inventory
 from npms.loop import LoopBusy, loop_lock
+from npms.overlay import tunnel_name
 from npms_lab import LabError
 from npms_nornir.loop import LoopSettings, run_once
 from npms_nornir.tasks import deploy_bundle
@@ -40,6 +46,17 @@ pytestmark = pytest.mark.usefixtures("needs_root")
 
 def path_of(report, key):
     return next(p for p in report["paths"] if (p["tenant"], p["traffic_class"], p["src"], p["dst"]) == key)
+
+
+def ns_run(world, node, *argv, timeout=60):
+    return subprocess.run(["ip", "netns", "exec", world["lab"].prefix + node, *argv], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def tx_packets(world, node, dev):
+    out = ns_run(world, node, "ip", "-j", "-s", "link", "show", "dev", dev)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[0]["stats64"]["tx"]["packets"]
 
 
 def next_window():
@@ -66,13 +83,63 @@ def test_a_loop_reports_paths_and_where_every_node_stands(world):
                                         for s in t.edges for d in t.edges if s != d])
     assert path_of(report, EF)["path"] != path_of(report, BE)["path"], "EF and best effort take different paths"
     for node, r in report["nodes"].items():
-        # each node runs this loop's bundle, or failed with the reason in the report
-        assert (r["running"] or {}).get("epoch") == 1 or r["error"], (node, r)
+        assert not r["error"] and (r["running"] or {}).get("epoch") == 1, (node, r)
     customers = [n for n, x in world["inv"].nodes.items() if x.role == "customer"]
     assert all(report["nodes"][c]["running"]["epoch"] == 1 for c in customers)
 
 
+def test_customers_reach_their_other_site_through_the_overlay_after_one_loop(world):
+    """acme's host at edge-ber pings acme's host at edge-bos (10.10.3.2, which globex also
+    uses) over the EF path; tcpdump on the path's first core shows SRv6 packets (routing
+    header type 4) carrying the customer's ping."""
+    ef = path_of(world["first"], EF)["path"]
+    core = ef[1]
+    assert world["inv"].nodes[core].role == "core", ef
+    # the edge announces the other site's prefix once its BGP session is up (seconds)
+    deadline = time.monotonic() + 60
+    while "10.10.3.0/24" not in ns_run(world, "cust-acme-ber", "ip", "route", "show", "10.10.3.0/24").stdout:
+        assert time.monotonic() < deadline, ns_run(world, "cust-acme-ber", "ip", "route").stdout
+        time.sleep(1)
+    capture = subprocess.Popen(["ip", "netns", "exec", world["lab"].prefix + core, "timeout", "20", "tcpdump", "-l", "-nn",
+                                "-v", "-i", "any", "-c", "3", "ip6 proto 43"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)  # tcpdump is listening
+    ping = ns_run(world, "h-cust-acme-ber", "ping", "-n", "-c", "5", "-i", "0.3", "-W", "2", "-Q", "0xb8", "10.10.3.2")
+    seen = capture.communicate(timeout=30)[0]
+    assert " 0% packet loss" in ping.stdout, ping.stdout + ping.stderr
+    assert "RT6" in seen and "type=4" in seen and "10.10.1.2 > 10.10.3.2: ICMP echo request" in seen, seen
+
+
+def test_ef_and_best_effort_pings_leave_the_edge_by_different_tunnels(world):
+    ef, be = path_of(world["first"], EF)["path"], path_of(world["first"], BE)["path"]
+    tunnels = {cls: tunnel_name(world["inv"], "acme", "edge-ber", p[1]) for cls, p in (("ef", ef), ("be", be))}
+    assert tunnels["ef"] != tunnels["be"], tunnels
+    for tos in ("0xb8", "0"):
+        # the first packets on a tunnel may wait for a WireGuard handshake (both directions)
+        warm = ns_run(world, "h-cust-acme-ber", "ping", "-n", "-c", "1", "-w", "15", "-Q", tos, "10.10.3.2")
+        assert warm.returncode == 0, warm.stdout + ns_run(world, "edge-ber", "ip", "-br", "link").stdout
+    for cls, tos in (("ef", "0xb8"), ("be", "0")):
+        before = {c: tx_packets(world, "edge-ber", t) for c, t in tunnels.items()}
+        ping = ns_run(world, "h-cust-acme-ber", "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-Q", tos, "10.10.3.2")
+        assert " 0% packet loss" in ping.stdout, ping.stdout
+        delta = {c: tx_packets(world, "edge-ber", t) - before[c] for c, t in tunnels.items()}
+        other = "be" if cls == "ef" else "ef"
+        assert delta[cls] >= 20 and delta[other] < 5, (cls, delta)
+
+
 def test_impairing_the_ef_path_moves_ef_and_the_report_names_the_cause(world):
+    background = subprocess.Popen(["ip", "netns", "exec", world["lab"].prefix + "h-cust-acme-ber", "ping", "-n", "-q",
+                                   "-i", "0.5", "10.10.3.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _impair_and_loop(world)
+    finally:
+        background.send_signal(signal.SIGINT)  # ping prints its summary on SIGINT
+        out = background.communicate(timeout=10)[0]
+    sent, received = (int(x) for x in re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    assert sent > 20 and received >= 0.95 * sent, out
+
+
+def _impair_and_loop(world):
     ef_before = path_of(world["first"], EF)["path"]
     be_before = path_of(world["first"], BE)["path"]
     a, b = ef_before[1], ef_before[2] if len(ef_before) > 3 else ef_before[-1]
