@@ -1,13 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) galactic.npms contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers shared by the CLI and plugin tests: paths, and a tiny inventory to break."""
+"""Helpers shared by the CLI, plugin and resource tests: paths, a tiny inventory to break,
+captured command outputs."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+from typing import Dict, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "inventory", "lab")
@@ -89,3 +92,22 @@ def link_collection():
     """collections/ansible_collections/galactic/npms -> repository root (idempotent)."""
     proc = subprocess.run([os.path.join(ROOT, "scripts", "link-collection")], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def capture(directory: str, name: str) -> str:
+    """A captured output file ``tests/fixtures/<directory>/<name>.txt``."""
+    with open(os.path.join(ROOT, "tests", "fixtures", directory, name + ".txt"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def outputs_of(text: str) -> Dict[Tuple[str, ...], str]:
+    """``# command`` sections of a capture -> {argv: output}."""
+    out: Dict[Tuple[str, ...], str] = {}
+    current: Optional[Tuple[str, ...]] = None
+    for line in text.splitlines():
+        if line.startswith("# "):
+            current = tuple(shlex.split(line[2:]))
+            out[current] = ""
+        elif current is not None:
+            out[current] += line + "\n"
+    return out

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import ipaddress
 import json
-import os
 import shlex
 import struct
 from types import SimpleNamespace
@@ -33,28 +32,14 @@ from npms.resources import srv6_linux as L
 from npms.resources.base import ResourceError
 from npms.resources.registry import build
 from npms.runner import CommandError, Result, Runner
+from npms_testlib import capture, outputs_of
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "srv6_linux")
 SRC = "fc00:12::1"
 SEGS = ["fc00:0:2::1", "fc00:0:4::d4"]
 
 
 def fixture(name: str) -> str:
-    with open(os.path.join(FIXTURES, name + ".txt"), encoding="utf-8") as fh:
-        return fh.read()
-
-
-def outputs_of(text: str) -> Dict[Tuple[str, ...], str]:
-    """``# command`` sections of a capture -> {argv: output}."""
-    out: Dict[Tuple[str, ...], str] = {}
-    current: Optional[Tuple[str, ...]] = None
-    for line in text.splitlines():
-        if line.startswith("# "):
-            current = tuple(shlex.split(line[2:]))
-            out[current] = ""
-        elif current is not None:
-            out[current] += line + "\n"
-    return out
+    return capture("srv6_linux", name)
 
 
 def text_of(sections: Dict[Tuple[str, ...], str], commands: Sequence[Tuple[str, ...]]) -> str:
