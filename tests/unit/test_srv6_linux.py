@@ -32,7 +32,6 @@ from npms.runner import CommandError, Result, Runner
 from npms_testlib import capture, outputs_of
 
 
-
 @pytest.fixture(autouse=True)
 def seg6_mode(monkeypatch):
     """These tests check the seg6 / seg6local realisation: pin it, whatever this machine's
