@@ -15,8 +15,13 @@ description:
     there; returns one sample per target and kind, in the format the NPMS store ingests.
   - The targets come from C(npms.probe.probe_targets) (C(npms probe targets INVENTORY NODE));
     a core probes every other core at its underlay address; an edge probes, per tenant, the
-    far end of each of its WireGuard tunnels (its POPs, the tenant's other edges) at the
-    tunnel's endpoint address.
+    far end of each of its WireGuard tunnels (its POPs, the tenant's other edges) through
+    the tunnel, at the far end's link-local, while the tunnel is up, else at the tunnel's
+    endpoint address over the underlay.
+  - "A tunnel is up when its interface exists in the node's network namespace and
+    C(wg show <interface> latest-handshakes) shows a handshake younger than 180 s. A tunnel
+    that is not up is not probed (no 100 % loss sample for a tunnel that does not exist
+    yet): its target's O(targets[].address) is probed instead. RV(paths) says which."
   - "Kinds: C(icmp) (the node's C(ping); sent, received, RTT), C(udp) (numbered,
     timestamped packets echoed by the responder of M(galactic.npms.probe_responder); RTT
     without the responder's turnaround, RFC 3550 interarrival jitter of the forward
@@ -52,6 +57,23 @@ options:
         type: list
         elements: str
         choices: [icmp, udp, tcp, http]
+      tunnel:
+        description:
+          - The WireGuard tunnel to probe through while it is up; O(targets[].address) is
+            then the underlay fallback. C(probe_targets) sets it on edge targets.
+          - A probe through the tunnel leaves from the tunnel's own link-local address.
+        type: dict
+        suboptions:
+          interface:
+            description: This node's tunnel interface (C(wg1-7-2)).
+            type: str
+            required: true
+          address:
+            description:
+              - The far end's address on the tunnel, a link-local (C(fe80::2)); the
+                interface is added as its zone (C(fe80::2%wg1-7-2)).
+            type: str
+            required: true
   src:
     description:
       - This node's name, the samples' C(src). C(playbooks/probe.yml) passes C(inventory_hostname).
@@ -120,8 +142,16 @@ EXAMPLES = r"""
     src: "{{ inventory_hostname }}"
     targets:
       - {dst: core-fra, address: 198.51.100.2, tenant: acme}
-      - {dst: edge-bos, address: 198.51.100.10, tenant: acme, kinds: [icmp, udp, tcp, http]}
+      - dst: edge-bos
+        address: 198.51.100.10          # the underlay fallback
+        tenant: acme
+        kinds: [icmp, udp, tcp, http]
+        tunnel: {interface: wg1-7-5, address: "fe80::2"}   # probed while the tunnel is up
   register: probe
+
+# probe.paths:
+#   - {dst: core-fra, tenant: acme, via: underlay, address: 198.51.100.2}
+#   - {dst: edge-bos, tenant: acme, via: tunnel, address: "fe80::2%wg1-7-5"}
 
 # probe.samples:
 #   - {src: edge-ber, dst: core-fra, kind: icmp, ts: 1767225600.1, tenant: acme,
@@ -216,12 +246,48 @@ samples:
     - {src: edge-ber, dst: core-fra, kind: udp, ts: 1767225600.6, tenant: acme, sent: 10, received: 9,
        rtt_ms: 4.2, rtt_min_ms: 4.0, rtt_max_ms: 4.6, jitter_ms: 0.12, reordered: 1, duration_s: 1.45}
 failed_targets:
-  description: Targets that answered no probe at all, with the reason (C(no reply), or why a probe could not run).
+  description:
+    - Targets that answered no probe at all, with the reason (C(no reply), or why a probe
+      could not run) and the address probed (the tunnel's link-local when it went through the tunnel).
   returned: always
   type: list
   elements: dict
   sample:
     - {dst: core-sin, tenant: null, address: 198.51.100.5, reason: no reply}
+paths:
+  description:
+    - Per target of the ICMP, UDP, TCP and HTTP probes, which path they took - through the
+      target's tunnel (C(via=tunnel), at the far end's scoped link-local) or over the
+      underlay (C(via=underlay), at O(targets[].address)). Empty with only iperf.
+    - The samples do not say it (their format is the store's); the path of every sample of
+      a target is its entry here.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    dst:
+      description: "The target node."
+      type: str
+      returned: "always"
+    tenant:
+      description: "The target's tenant; null for core to core."
+      type: str
+      returned: "always"
+    via:
+      description: "C(tunnel) or C(underlay)."
+      type: str
+      returned: "always"
+    address:
+      description: "The address probed (C(fe80::2%wg1-7-5) through a tunnel)."
+      type: str
+      returned: "always"
+    reason:
+      description: "Why the target's tunnel was not used (no such interface, no or a stale handshake)."
+      type: str
+      returned: "when a target with a tunnel went over the underlay"
+  sample:
+    - {dst: edge-bos, tenant: acme, via: tunnel, address: "fe80::2%wg1-7-5"}
+    - {dst: core-fra, tenant: acme, via: underlay, address: 198.51.100.2, reason: "wg1-7-2: latest handshake 412 s ago"}
 errors:
   description: Probes that could not run at all (no C(ping), bad address, iperf3 refused), per target and kind.
   returned: always
@@ -254,6 +320,13 @@ ARGUMENT_SPEC = {
             "address": {"type": "str", "required": True},
             "tenant": {"type": "str"},
             "kinds": {"type": "list", "elements": "str", "choices": list(PROBE_KINDS)},
+            "tunnel": {
+                "type": "dict",
+                "options": {
+                    "interface": {"type": "str", "required": True},
+                    "address": {"type": "str", "required": True},
+                },
+            },
         },
     },
     "src": {"type": "str", "required": True},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from nornir.core.filter import F
 
@@ -80,14 +80,22 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
         up = routers.run(on_failed=True, task=probe_responder, state="started", dry_run=False)
         res = routers.run(on_failed=True, task=_probe_adjacent, inventory=inv, count=s.probe_count, interval=s.probe_interval_s)
         samples: Dict[str, Any] = {}
+        via: Dict[str, int] = {}  # edges' tunnel targets: probed inside the tunnel or over the underlay
+        fallbacks: List[str] = []  # why a tunnel target went over the underlay
         for host, r in res.items():
             if r.failed:
                 node_results.setdefault(host, {})["probe_error"] = str(r[0].exception)
                 continue
             out = r[1].result if len(r) > 1 else r[0].result
             samples[host] = out.get("samples", []) if isinstance(out, dict) else []
+            for path in out.get("paths", []) if isinstance(out, dict) else []:
+                if path["via"] != "tunnel" and not path.get("reason"):
+                    continue  # not a tunnel target (core to core)
+                via[path["via"]] = via.get(path["via"], 0) + 1
+                if path.get("reason"):
+                    fallbacks.append(f"{host} -> {path['dst']} ({path.get('tenant')}): {path['reason']}")
         ingested = ingest_step(store, samples, epoch) if not s.check_mode else {"samples": sum(map(len, samples.values()))}
-        step("probe", t, responders_failed=sorted(_failed(up)), **ingested)
+        step("probe", t, responders_failed=sorted(_failed(up)), via=via, underlay_because=sorted(fallbacks), **ingested)
     now = time.time()
     # keys and routes
     t = time.monotonic()

@@ -302,9 +302,11 @@ def probe(
     namespace in the lab), samples back as JSON.
 
     Args:
-      targets: ``[{"dst", "address", "tenant", "kinds"}]``; default
+      targets: ``[{"dst", "address", "tenant", "kinds", "tunnel"}]``; default
         ``npms.probe.probe_targets(inventory, host)`` (``inventory``: an
         :class:`npms.model.Inventory`, default the host's model from NpmsInventory).
+        A target's ``tunnel`` (``{"interface", "address"}``, edges) is probed through
+        while it is up on the node, else ``address`` over the underlay.
       kinds, count, interval, timeout, udp_port, tcp_port: as the module's options.
       iperf: also one bounded iperf3 run per target address; ``iperf_only``: only those
         (the rare schedule).  ``iperf_seconds`` is at most 10.
@@ -313,7 +315,10 @@ def probe(
       connection: connection plugin (default as for :func:`command`).
 
     Returns:
-      ``result`` is ``{"samples", "failed_targets", "errors"}`` as the module returns.
+      ``result`` is ``{"samples", "failed_targets", "errors", "paths"}`` as the module
+      returns; ``paths`` says per target whether the probes went through its tunnel
+      (``{"dst", "tenant", "via": "tunnel"|"underlay", "address"}``, plus ``reason``
+      when a tunnel was not up).
     """
     import json  # pylint: disable=import-outside-toplevel
 

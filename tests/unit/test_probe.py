@@ -391,6 +391,22 @@ def test_probe_module_in_check_mode(responder, capsys):
     assert code == 1 and "iperf_seconds" in out["msg"]
 
 
+def test_probe_module_takes_a_tunnel_and_reports_the_path(responder, capsys):
+    # the tunnel's interface does not exist here: the target's underlay address is probed
+    tunnel = {"interface": "wg-no-such0", "address": "fe80::2"}
+    code, out = run_module(capsys, "probe", {
+        "src": "edge-x", "kinds": ["udp"], "count": 3, "interval": 0.01, "udp_port": responder.udp_port,
+        "targets": [{"dst": "core-y", "address": "::1", "tenant": "acme", "tunnel": tunnel}, {"dst": "core-z", "address": "::1"}],
+    })
+    assert code == 0 and out["failed_targets"] == [], out
+    assert [(s["dst"], s["received"]) for s in out["samples"]] == [("core-y", 3), ("core-z", 3)]
+    assert [(p["dst"], p["tenant"], p["via"], p["address"]) for p in out["paths"]] == [
+        ("core-y", "acme", "underlay", "::1"), ("core-z", None, "underlay", "::1")]
+    assert "wg-no-such0" in out["paths"][0]["reason"]
+    code, out = run_module(capsys, "probe", {"src": "x", "targets": [{"dst": "y", "address": "::1", "tunnel": {"interface": "wg0"}}]})
+    assert code == 1 and "address" in out["msg"]
+
+
 @pytest.fixture()
 def resp_pidfile(tmp_path):
     pidfile = str(tmp_path / "run" / "responder.pid")
@@ -462,7 +478,8 @@ def local_nr():
 
 
 def test_nornir_probe_task_runs_on_the_node(local_nr, responder):
-    targets = [{"dst": "peer", "address": "127.0.0.1", "tenant": None}, {"dst": "peer6", "address": "::1"}]
+    targets = [{"dst": "peer", "address": "127.0.0.1", "tenant": None},
+               {"dst": "peer6", "address": "::1", "tunnel": {"interface": "wg-no-such0", "address": "fe80::2"}}]
     result = local_nr.run(task=tasks.probe, targets=targets, kinds=["udp", "tcp"], count=3, interval=0.01,
                           udp_port=responder.udp_port, tcp_port=responder.tcp_port, dry_run=True)
     assert not result.failed
@@ -473,6 +490,8 @@ def test_nornir_probe_task_runs_on_the_node(local_nr, responder):
             (name, "peer", "udp", 3), (name, "peer", "tcp", 1), (name, "peer6", "udp", 3), (name, "peer6", "tcp", 1)]
         for s in out["samples"]:
             assert_wire_format(s)
+        assert [(p["dst"], p["via"], p["address"]) for p in out["paths"]] == [
+            ("peer", "underlay", "127.0.0.1"), ("peer6", "underlay", "::1")]
 
 
 def test_nornir_probe_task_default_targets_come_from_the_inventory(local_nr, lab, monkeypatch):

@@ -11,7 +11,9 @@ The overlay it describes (docs/overlay.md):
   ``wg<tenant id>-<node id>-<peer id>`` (hex; unique across all nodes, which wireguard-go
   in the lab needs; on VPP nodes ``wg<tenant id * 65536 + peer id>``), listen port ``20000 + 1000 * tenant id + peer id % 1000``, endpoint
   the peer's WAN address.  Allowed IPs are ``::/0``: routes, not allowed-ips, choose the
-  tunnel.
+  tunnel.  Each tunnel interface holds a link-local address, ``fe80::1/64`` on the link's
+  ``a`` end and ``fe80::2/64`` on its ``b`` end (:func:`tunnel_link_local`), so that the
+  edges' probes can travel inside the tunnel (``npms.probe``); VPP ends hold none.
 * **SIDs.** Every transit node has an End SID per tenant (``Inventory.tenant_end_sid``,
   in the tenant's block) so that the hop before a tunnel picks the tenant's tunnel by
   destination alone; edges decapsulate with End.DX4 / End.DX6 to the tenant's customer
@@ -153,14 +155,38 @@ def tunnels(inv: Inventory, node: str) -> List[Tuple[str, str, Link]]:
 
 
 # --- the resources ---------------------------------------------------------------------
+def tunnel_link_local(inv: Inventory, link: Link, node: str) -> Optional[str]:
+    """``node``'s address on its tunnels over ``link`` (every tenant's tunnel on the link
+    has the same one, each on its own interface): ``fe80::1`` on the link's ``a`` end,
+    ``fe80::2`` on its ``b`` end; None on a VPP node.
+
+    Why a link-local: the probes of an edge then run *inside* the tunnel (``ping
+    fe80::2%wg1-7-2``) and see a tunnel whose handshake or keys fail, which probing the
+    peer's WAN address cannot; a link-local is unique per interface by definition, needs
+    no allocation and is never routed beyond the tunnel.  Declared interface addresses
+    (``npms_interfaces``) are not consulted: the interface they declare towards the peer is
+    the underlay one.  VPP takes an IPv6 link-local only as the interface's single ``/128``
+    link-local address (``prefix length of link-local address must be 128``) and the
+    ``wireguard_vpp`` driver does not manage that yet, so VPP ends stay without one and
+    probes towards them use the underlay."""
+    if inv.nodes[node].dataplane == "vpp":
+        return None
+    return LINK_LOCAL_A if link.a == node else LINK_LOCAL_B
+
+
 def wireguard_config(inv: Inventory, node: str, public_keys: Optional[Mapping[str, Mapping[str, Any]]] = None) -> List[Dict[str, Any]]:
     """Tunnels of ``node``; a peer is listed once its public key is known
-    (``public_keys[peer][interface]`` is the key or ``{"public_key": key}``)."""
+    (``public_keys[peer][interface]`` is the key or ``{"public_key": key}``).  Each
+    tunnel holds the node's link-local (:func:`tunnel_link_local`, ``/64``), its only
+    address."""
     items = []
     n = inv.nodes[node]
-    for tenant, peer, _link in tunnels(inv, node):
+    for tenant, peer, link in tunnels(inv, node):
         name = tunnel_name(inv, tenant, node, peer)
         item: Dict[str, Any] = {"name": name, "listen_port": tunnel_port(inv, tenant, peer), "peers": []}
+        link_local = tunnel_link_local(inv, link, node)
+        if link_local:
+            item["addresses"] = [f"{link_local}/64"]
         twin = tunnel_name(inv, tenant, node=peer, peer=node)  # the peer's end of this tunnel
         key = _key((public_keys or {}).get(peer, {}), twin)
         p = inv.nodes[peer]

@@ -5,7 +5,9 @@
 
 Who probes whom (:func:`probe_targets`): a core probes every other core at its underlay
 address; an edge probes, per tenant it serves, the far end of each of its WireGuard
-tunnels (its POPs over access tunnels, the tenant's other edges over direct tunnels).
+tunnels (its POPs over access tunnels, the tenant's other edges over direct tunnels):
+through the tunnel, at the far end's link-local (``fe80::2%wg1-7-2``), while the tunnel
+is up, else at the far end's WAN address over the underlay (:func:`choose_path`).
 
 What one probe run yields is a list of *samples* (dicts in the store's wire format, see
 ``SAMPLE_FIELDS``): ICMP (``ping``), UDP with sequence numbers and timestamps (RTT,
@@ -57,6 +59,11 @@ RUN_DIR = "/run/npms"
 DEFAULT_PIDFILE = RUN_DIR + "/probe-responder.pid"
 SCRIPT_NAME = "npms_probe.py"
 HTTP_PATH = "/probe"
+#: a tunnel whose latest handshake is older than this carries nothing: WireGuard's
+#: REJECT_AFTER_TIME (a live tunnel re-handshakes every 2 minutes while it has traffic,
+#: and edges send a keepalive every 25 s)
+HANDSHAKE_MAX_AGE_S = 180
+VIA_TUNNEL, VIA_UNDERLAY = "tunnel", "underlay"
 
 #: the store validates exactly these fields (and nothing else)
 SAMPLE_FIELDS = ("src", "dst", "kind", "ts", "tenant", "sent", "received", "rtt_ms", "rtt_min_ms", "rtt_max_ms",
@@ -382,14 +389,26 @@ def summarize_udp(sent: int, replies: Sequence[Tuple[int, float, float, float, f
 
 
 # =================================================================== probers
-def _family(address: str) -> int:
+def _sockaddr(address: str, port: int, kind: int = socket.SOCK_DGRAM) -> Tuple[int, Tuple[Any, ...]]:
+    """``(family, sockaddr)`` of ``address`` (IPv4, IPv6, a scoped IPv6 link-local such as
+    ``fe80::2%wg1-7-2``, or a name) and ``port``.
+
+    Through getaddrinfo because Python's ``(host, port)`` tuple drops an IPv6 zone: the
+    scope id becomes 0, so a TCP connect to a link-local fails (EINVAL) and a datagram
+    leaves by whichever interface's ``fe80::/64`` route comes first.  getaddrinfo turns
+    ``%wg1-7-2`` into the interface's index in the 4-tuple."""
     try:
-        return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    except ValueError:
-        infos = socket.getaddrinfo(address, None, type=socket.SOCK_DGRAM)
-        if not infos:
-            raise ProbeError(f"{address}: cannot resolve") from None
-        return infos[0][0]
+        infos = socket.getaddrinfo(address, int(port), type=kind)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ProbeError(f"{address}: cannot resolve ({exc})") from None
+    if not infos:
+        raise ProbeError(f"{address}: cannot resolve")
+    return infos[0][0], infos[0][4]
+
+
+def _bind_source(sock: socket.socket, source: Optional[str], kind: int) -> None:
+    if source:
+        sock.bind(_sockaddr(source, 0, kind)[1])
 
 
 def udp_probe(target: str, port: int = DEFAULT_UDP_PORT, count: int = 10, interval_s: float = 0.05,
@@ -404,13 +423,12 @@ def udp_probe(target: str, port: int = DEFAULT_UDP_PORT, count: int = 10, interv
     if count < 1:
         raise ProbeError("udp probe: count must be at least 1")
     size = max(_MIN_SIZE, int(size))
-    family = _family(target)
+    family, sockaddr = _sockaddr(target, port, socket.SOCK_DGRAM)
     session = uuid.uuid4().int & 0xFFFFFFFF
     replies: List[Tuple[int, float, float, float, float]] = []
     start = time.perf_counter()
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        if source:
-            sock.bind((source, 0))
+        _bind_source(sock, source, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sel = selectors.DefaultSelector()
         sel.register(sock, selectors.EVENT_READ)
@@ -423,7 +441,7 @@ def udp_probe(target: str, port: int = DEFAULT_UDP_PORT, count: int = 10, interv
                 now = time.perf_counter()
                 if sent < count and now >= next_send:
                     try:
-                        sock.sendto(pack_request(sent, session, now, size), (target, int(port)))
+                        sock.sendto(pack_request(sent, session, now, size), sockaddr)
                     except OSError:
                         pass  # unreachable network and the like: counts as lost
                     sent += 1
@@ -522,38 +540,63 @@ def icmp_probe(target: str, count: int = 10, interval_s: float = 0.2, timeout_s:
 def tcp_probe(target: str, port: int = DEFAULT_TCP_PORT, timeout_s: float = 1.0,
               source: Optional[str] = None) -> Dict[str, Any]:
     """Time of one TCP connect (SYN to SYN-ACK, as the kernel sees it)."""
-    family = _family(target)
+    family, sockaddr = _sockaddr(target, port, socket.SOCK_STREAM)
     with socket.socket(family, socket.SOCK_STREAM) as sock:
-        if source:
-            sock.bind((source, 0))
+        _bind_source(sock, source, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         start = time.perf_counter()
         try:
-            sock.connect((target, int(port)))
+            sock.connect(sockaddr)
         except OSError:
             return {"sent": 1, "received": 0, "duration_s": round(time.perf_counter() - start, 3)}
         took = time.perf_counter() - start
     return {"sent": 1, "received": 1, "connect_ms": _ms(took), "duration_s": round(took, 3)}
 
 
-def http_probe(url: str, timeout_s: float = 2.0, source: Optional[str] = None) -> Dict[str, Any]:
-    """Time to first byte of ``GET url`` (plain HTTP), from the start of the connect to the
-    first byte of the response, as curl's ``time_starttransfer``.  Success needs a 2xx."""
+def http_url(address: str, port: int, path: str = HTTP_PATH) -> str:
+    """``http://`` URL of ``address``:``port``; an IPv6 zone is written ``%25`` (RFC 6874):
+    ``http://[fe80::2%25wg1-7-2]:9877/probe``."""
+    host = address.replace("%", "%25")
+    return f"http://[{host}]:{int(port)}{path}" if ":" in address else f"http://{host}:{int(port)}{path}"
+
+
+def parse_http_url(url: str) -> Tuple[str, int, str, str]:
+    """``(host, port, path, Host header)`` of a plain ``http://`` URL.  A zone in an IPv6
+    literal (``[fe80::2%25wg0]``, RFC 6874; ``[fe80::2%wg0]`` is taken too) stays on the
+    host, which the connect needs, and is left out of the Host header, as RFC 6874 asks."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ProbeError(f"http probe: {url}: only http://host[:port]/path URLs")
-    host, port = parts.hostname, parts.port or 80
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ProbeError(f"http probe: {url}: bad port") from None
+    host = parts.hostname
+    zone = ""
+    netloc = parts.netloc.rpartition("@")[2]
+    if netloc.startswith("[") and "]" in netloc:
+        # from the netloc: .hostname lower-cases, and interface names are case-sensitive
+        host, _pct, zone = netloc[1:netloc.index("]")].partition("%")
+        zone = urllib.parse.unquote(zone[2:] if zone.startswith("25") else zone)  # %25: the escaped '%'
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    host_header = f"[{host}]" if ":" in host else host
-    request = (f"GET {path} HTTP/1.0\r\nHost: {host_header}:{port}\r\nUser-Agent: npms-probe\r\n"
+    header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (f"{host}%{zone}" if zone else host), port, path, header
+
+
+def http_probe(url: str, timeout_s: float = 2.0, source: Optional[str] = None) -> Dict[str, Any]:
+    """Time to first byte of ``GET url`` (plain HTTP), from the start of the connect to the
+    first byte of the response, as curl's ``time_starttransfer``.  Success needs a 2xx.
+    The socket is ours (not http.client's), so a link-local with its zone works."""
+    host, port, path, host_header = parse_http_url(url)
+    request = (f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: npms-probe\r\n"
                "Connection: close\r\n\r\n").encode()
+    family, sockaddr = _sockaddr(host, port, socket.SOCK_STREAM)
     start = time.perf_counter()
-    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
-        if source:
-            sock.bind((source, 0))
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        _bind_source(sock, source, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:
-            sock.connect((host, port))
+            sock.connect(sockaddr)
             sock.sendall(request)
             first = sock.recv(1)
             ttfb = time.perf_counter() - start
@@ -637,21 +680,25 @@ def _local_runner() -> Any:
 
 # =================================================================== who probes whom
 def probe_targets(inv: Any, node: str, core_scope: str = "all", kinds: Sequence[str] = TARGET_KINDS) -> List[Dict[str, Any]]:
-    """What ``node`` probes: ``[{"dst", "tenant", "address", "kinds"}]``.
+    """What ``node`` probes: ``[{"dst", "tenant", "address", "kinds"}]``, edge targets
+    also ``"tunnel": {"interface", "address"}``.
 
     * core: every other core (``core_scope="adjacent"``: only those it has a core link
       to) at its ``npms_wan_address`` (else its loopback); tenant None, shared by all
       tenants.
     * edge: per tenant it serves, the far end of each of its WireGuard tunnels (its POPs
       over access tunnels; the tenant's other edges over direct tunnels), tenant set.
-
-    The address of a tunnel's far end is the peer's WAN address, the tunnel's own
-    endpoint: tunnels carry no IP addresses, and the tenant SIDs routed into them are
-    SRv6 functions that drop plain packets (End needs an SRH), so the probe travels the
-    exact underlay path the tunnel's packets take (the lab puts the link's impairment
-    there).  Each tenant's tunnel gets its own target, so samples stay per tenant.
+      ``tunnel`` names the edge's tunnel interface (``npms.overlay.tunnel_name``) and
+      the far end's link-local on it (``npms.overlay.tunnel_link_local``): that is what
+      the edge probes while the tunnel is up, so the measurement includes WireGuard and
+      sees a tunnel that is down while the underlay is up.  ``address`` is the far end's
+      WAN address, the tunnel's endpoint: the underlay path the tunnel's packets take,
+      probed while the tunnel is not up (the first loop, before the overlay exists; a
+      failed handshake), see :func:`choose_path`.  A tunnel with a VPP end has no
+      link-local (and no ``tunnel``).  Each tenant's tunnel is a target of its own, so
+      samples stay per tenant.
     """
-    from .overlay import tunnels  # pylint: disable=import-outside-toplevel
+    from .overlay import tunnel_link_local, tunnel_name, tunnels  # pylint: disable=import-outside-toplevel
 
     if node not in inv.nodes:
         raise ProbeError(f"node {node!r} is not in the inventory")
@@ -674,10 +721,101 @@ def probe_targets(inv: Any, node: str, core_scope: str = "all", kinds: Sequence[
                 continue
             out.append({"dst": other.name, "tenant": None, "address": address(other.name), "kinds": list(kinds)})
     elif me.role == "edge":
-        for tenant, peer, _link in tunnels(inv, node):
-            out.append({"dst": peer, "tenant": tenant, "address": address(peer), "kinds": list(kinds)})
+        for tenant, peer, link in tunnels(inv, node):
+            target: Dict[str, Any] = {"dst": peer, "tenant": tenant, "address": address(peer), "kinds": list(kinds)}
+            far, near = tunnel_link_local(inv, link, peer), tunnel_link_local(inv, link, node)
+            if far and near:
+                target["tunnel"] = {"interface": tunnel_name(inv, tenant, node, peer), "address": far}
+            out.append(target)
         out.sort(key=lambda t: (t["tenant"], inv.nodes[t["dst"]].role != "core", t["dst"]))
     return out
+
+
+# =================================================================== which path
+def parse_latest_handshakes(text: str) -> Optional[int]:
+    """The youngest handshake (epoch seconds) in ``wg show <if> latest-handshakes``
+    output (``<peer public key>\t<epoch>`` per peer, 0 for never); None when no peer has
+    had one."""
+    latest = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            latest = max(latest, int(parts[1]))
+    return latest or None
+
+
+def _wg_latest_handshakes(interface: str, runner: Any = None) -> Tuple[bool, str]:
+    """``(ok, output or error)`` of ``wg show <interface> latest-handshakes``, through
+    ``runner`` or, without one, with subprocess (this file also runs standalone).
+
+    Only this one interface: ``wg show`` / ``wg show all`` connects to every
+    wireguard-go socket of the machine (the directory is shared by all namespaces) and
+    unlinks one that refuses, which a starting daemon's does for an instant."""
+    argv = ["wg", "show", interface, "latest-handshakes"]
+    if runner is not None:
+        try:
+            res = runner.run(argv, check=False, timeout=10)
+        except Exception as exc:  # CommandError: wg missing, timed out  pylint: disable=broad-except
+            return False, str(exc)
+        return (True, res.stdout) if res.ok else (False, (res.stderr or res.stdout).strip() or f"exit {res.rc}")
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, str(exc)
+    return (True, proc.stdout) if proc.returncode == 0 else (False, (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}")
+
+
+def tunnel_state(interface: str, runner: Any = None, now: Optional[float] = None,
+                 max_age_s: float = HANDSHAKE_MAX_AGE_S) -> Tuple[bool, str]:
+    """``(up, why)``: is the WireGuard ``interface`` able to carry a probe now?
+
+    Up means the interface exists in this network namespace (where the probes' sockets
+    are) and its latest handshake is younger than ``max_age_s``: an older session is
+    rejected by WireGuard, and no handshake at all means the peer never answered (no key
+    yet, nothing listening).  ``why`` says what was seen, for ``paths``."""
+    try:
+        socket.if_nametoindex(interface)
+    except OSError:
+        return False, f"{interface}: no such interface here"
+    ok, text = _wg_latest_handshakes(interface, runner)
+    if not ok:
+        return False, f"{interface}: wg show: {text.splitlines()[-1] if text.strip() else 'failed'}"
+    latest = parse_latest_handshakes(text)
+    if latest is None:
+        return False, f"{interface}: no handshake yet"
+    age = (time.time() if now is None else now) - latest
+    if age >= max_age_s:
+        return False, f"{interface}: latest handshake {age:.0f} s ago"
+    return True, f"{interface}: handshake {max(0.0, age):.0f} s ago"
+
+
+def _scoped(address: str, interface: str) -> str:
+    """``fe80::2%wg1-7-2``: a link-local needs its interface; other addresses do not."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return f"{address}%{interface}" if ip.version == 6 and ip.is_link_local else address
+
+
+def choose_path(target: Mapping[str, Any], runner: Any = None, now: Optional[float] = None) -> Dict[str, Any]:
+    """How to reach ``target``: ``{"via": "tunnel", "address": "fe80::2%wg1-7-2"}`` when
+    it names a ``tunnel`` that is up (:func:`tunnel_state`), else ``{"via": "underlay",
+    "address": <target address>}``, with ``"reason"`` saying why a named tunnel was not
+    used.
+
+    A tunnel that is not up is not probed: its 100 % loss would read as a dead path
+    while the underlay under it may be fine (and on the first loop the tunnels do not
+    exist yet); its underlay address stands in."""
+    tunnel = target.get("tunnel")
+    if not tunnel:
+        return {"via": VIA_UNDERLAY, "address": str(target["address"])}
+    up, why = tunnel_state(str(tunnel["interface"]), runner, now)
+    if up:
+        return {"via": VIA_TUNNEL, "address": _scoped(str(tunnel["address"]), str(tunnel["interface"]))}
+    return {"via": VIA_UNDERLAY, "address": str(target["address"]), "reason": why}
 
 
 # =================================================================== a run
@@ -689,6 +827,9 @@ def _clean_sample(sample: Dict[str, Any]) -> Dict[str, Any]:
 def _check_target(t: Mapping[str, Any], i: int) -> None:
     if not isinstance(t, Mapping) or not t.get("dst") or not t.get("address"):
         raise ProbeError(f"target #{i}: needs dst and address, got {t!r}")
+    tunnel = t.get("tunnel")
+    if tunnel is not None and (not isinstance(tunnel, Mapping) or not tunnel.get("interface") or not tunnel.get("address")):
+        raise ProbeError(f"target #{i} ({t['dst']}): tunnel needs interface and address, got {tunnel!r}")
     for kind in t.get("kinds") or ():
         if kind not in PROBE_KINDS:
             raise ProbeError(f"target #{i} ({t['dst']}): unknown kind {kind!r} (known: {', '.join(PROBE_KINDS)}; "
@@ -698,10 +839,18 @@ def _check_target(t: Mapping[str, Any], i: int) -> None:
 def run_probes(targets: Sequence[Mapping[str, Any]], *, src: str, kinds: Sequence[str] = DEFAULT_KINDS, count: int = 10,
                interval_s: float = 0.05, timeout_s: float = 1.0, udp_port: int = DEFAULT_UDP_PORT,
                tcp_port: int = DEFAULT_TCP_PORT, runner: Any = None, source: Optional[str] = None,
-               errors: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+               errors: Optional[List[Dict[str, Any]]] = None,
+               paths: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
     """Probe every target with its ``kinds`` (else ``kinds``), one after the other (so
     that probes do not queue behind each other), from this machine; ``runner`` runs
-    ``ping``.  One sample per target and kind, in target order.
+    ``ping`` and ``wg``.  One sample per target and kind, in target order.
+
+    A target with a ``tunnel`` is probed through it while it is up, else over the
+    underlay (:func:`choose_path`, decided once per target); ``paths``, when given, gets
+    ``{"dst", "tenant", "via", "address"}`` (and ``reason`` for a tunnel not taken) per
+    target.  ``source`` applies to the underlay only: a probe through a tunnel leaves
+    from the tunnel's own link-local (a global source would have the reply routed
+    elsewhere).
 
     A probe that could not run at all (no ``ping``, bad address) gives no sample; it is
     appended to ``errors`` as ``{"dst", "tenant", "kind", "error"}`` when given.
@@ -713,18 +862,21 @@ def run_probes(targets: Sequence[Mapping[str, Any]], *, src: str, kinds: Sequenc
             raise ProbeError(f"kinds: unknown kind {kind!r} (known: {', '.join(PROBE_KINDS)})")
     samples: List[Dict[str, Any]] = []
     for t in targets:
-        address = str(t["address"])
+        path = choose_path(t, runner)
+        if paths is not None:
+            paths.append(dict({"dst": t["dst"], "tenant": t.get("tenant")}, **path))
+        address = path["address"]
+        src_addr = source if path["via"] == VIA_UNDERLAY else None
         for kind in t.get("kinds") or kinds:
             try:
                 if kind == "icmp":
-                    fields = icmp_probe(address, count, interval_s, timeout_s, runner=runner, source=source)
+                    fields = icmp_probe(address, count, interval_s, timeout_s, runner=runner, source=src_addr)
                 elif kind == "udp":
-                    fields = udp_probe(address, udp_port, count, interval_s, timeout_s, source=source)
+                    fields = udp_probe(address, udp_port, count, interval_s, timeout_s, source=src_addr)
                 elif kind == "tcp":
-                    fields = tcp_probe(address, tcp_port, timeout_s, source=source)
+                    fields = tcp_probe(address, tcp_port, timeout_s, source=src_addr)
                 else:
-                    host = f"[{address}]" if ":" in address else address
-                    fields = http_probe(f"http://{host}:{tcp_port}{HTTP_PATH}", timeout_s, source=source)
+                    fields = http_probe(http_url(address, tcp_port), timeout_s, source=src_addr)
             except (ProbeError, OSError) as exc:
                 if errors is not None:
                     errors.append({"dst": t["dst"], "tenant": t.get("tenant"), "kind": kind, "error": str(exc)})
@@ -762,14 +914,19 @@ def run_iperf(targets: Sequence[Mapping[str, Any]], *, src: str, seconds: int = 
 
 
 def failed_targets(targets: Sequence[Mapping[str, Any]], samples: Sequence[Mapping[str, Any]],
-                   errors: Sequence[Mapping[str, Any]] = ()) -> List[Dict[str, Any]]:
-    """Targets that answered no probe at all (every sample lost, or no sample)."""
+                   errors: Sequence[Mapping[str, Any]] = (),
+                   paths: Sequence[Mapping[str, Any]] = ()) -> List[Dict[str, Any]]:
+    """Targets that answered no probe at all (every sample lost, or no sample); the
+    address is the one probed (from ``paths``: a tunnel's link-local when it went
+    through the tunnel)."""
+    probed = {(p["dst"], p.get("tenant")): p["address"] for p in paths}
     out = []
     for t in targets:
         mine = [s for s in samples if s["dst"] == t["dst"] and s.get("tenant") == t.get("tenant")]
         if not any(s.get("received") for s in mine):
             reasons = [e["error"] for e in errors if e["dst"] == t["dst"] and e.get("tenant") == t.get("tenant")]
-            out.append({"dst": t["dst"], "tenant": t.get("tenant"), "address": t["address"],
+            out.append({"dst": t["dst"], "tenant": t.get("tenant"),
+                        "address": probed.get((t["dst"], t.get("tenant")), t["address"]),
                         "reason": "; ".join(reasons) if reasons else "no reply"})
     return out
 
@@ -1081,7 +1238,7 @@ def setup_probe(parser: argparse.ArgumentParser):
     p = sub.add_parser("run", help="probe targets from this machine; samples as JSON on stdout",
                        description="Probe targets from this machine and print the samples (and errors) as JSON.")
     p.add_argument("--targets", required=True, metavar="JSON|FILE|-",
-                   help="a JSON list of {dst, address, tenant, kinds}, a file holding one, or - for stdin")
+                   help="a JSON list of {dst, address, tenant, kinds, tunnel}, a file holding one, or - for stdin")
     p.add_argument("--src", required=True, help="this node's name (the samples' src)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
                    help="comma-separated kinds for targets that name none (default %(default)s)")
@@ -1090,7 +1247,7 @@ def setup_probe(parser: argparse.ArgumentParser):
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for replies")
     p.add_argument("--udp-port", type=int, default=DEFAULT_UDP_PORT)
     p.add_argument("--tcp-port", type=int, default=DEFAULT_TCP_PORT)
-    p.add_argument("--source", help="source address to probe from")
+    p.add_argument("--source", help="source address of the underlay probes (a tunnel's are from its link-local)")
     p.add_argument("--iperf", action="store_true", help="also one bounded iperf3 run per target address")
     p.add_argument("--iperf-seconds", type=int, default=5, help="length of an iperf3 run (at most %d)" % MAX_IPERF_S)
     p.add_argument("--iperf-port", type=int, default=DEFAULT_IPERF_PORT)
@@ -1136,19 +1293,25 @@ def run_request(targets: Sequence[Mapping[str, Any]], *, src: str, kinds: Sequen
                 tcp_port: int = DEFAULT_TCP_PORT, iperf: bool = False, iperf_only: bool = False, iperf_seconds: int = 5,
                 iperf_port: int = DEFAULT_IPERF_PORT, source: Optional[str] = None, runner: Any = None) -> Dict[str, Any]:
     """What the module and ``npms probe run`` return: ``{"samples", "failed_targets",
-    "errors"}`` (the Nornir task gets it as JSON from the node)."""
+    "errors", "paths"}`` (the Nornir task gets it as JSON from the node).  ``paths``:
+    per target of the frequent probes, ``{"dst", "tenant", "via": "tunnel"|"underlay",
+    "address"}`` (plus ``reason`` when a named tunnel was not up); iperf always runs over
+    the underlay address and adds none."""
     if iperf or iperf_only:
         if not 1 <= int(iperf_seconds) <= MAX_IPERF_S:
             raise ProbeError(f"iperf_seconds: 1..{MAX_IPERF_S}, got {iperf_seconds}")
     errors: List[Dict[str, Any]] = []
     samples: List[Dict[str, Any]] = []
+    paths: List[Dict[str, Any]] = []
     if not iperf_only:
         samples += run_probes(targets, src=src, kinds=kinds, count=count, interval_s=interval_s, timeout_s=timeout_s,
-                              udp_port=udp_port, tcp_port=tcp_port, runner=runner, source=source, errors=errors)
+                              udp_port=udp_port, tcp_port=tcp_port, runner=runner, source=source, errors=errors,
+                              paths=paths)
     if iperf or iperf_only:
         samples += run_iperf(targets, src=src, seconds=iperf_seconds, port=iperf_port, runner=runner, source=source,
                              errors=errors)
-    return {"samples": samples, "failed_targets": failed_targets(targets, samples, errors), "errors": errors}
+    return {"samples": samples, "failed_targets": failed_targets(targets, samples, errors, paths), "errors": errors,
+            "paths": paths}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
