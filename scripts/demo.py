@@ -107,7 +107,7 @@ def main() -> int:
                 ns_run("h-cust-acme-ber", "ping", "-n", "-q", "-c", "20", "-i", "0.2", "-Q", str(tos), "10.10.3.2")
                 delta = {c: tx("edge-ber", t) - before[c] for c, t in tunnels.items()}
                 say(f"20 pings with DSCP {cls}: packets out of edge-ber's EF tunnel {tunnels['ef']}: {delta['ef']}, "
-                    f"its best-effort tunnel {tunnels['be']}: {delta['be']}")
+                    f"its best-effort tunnel {tunnels['be']}: {delta['be']} (the background ping is best effort too)")
         a, b = ef["path"][1], ef["path"][2]
         link = next(f"{x}~{y}" for x, y in ((a, b), (b, a)) if any(lk.name == f"{x}~{y}" for lk in lab.plan().links))
         say(f"\n=== npms lab impair {link} --loss 30   (the EF path's link {a} - {b})")
