@@ -27,13 +27,14 @@ import pytest
 from nornir import InitNornir
 from nornir.core.filter import F
 
+from npms.bgp import customer_bgp_config
 from npms.bundle import BundleRepo
 from npms.inventory import load_inventory
 from npms.loop import LoopBusy, loop_lock
 from npms.overlay import tunnel_name
 from npms_lab import LabError
 from npms_nornir.loop import LoopSettings, run_once
-from npms_nornir.tasks import deploy_bundle
+from npms_nornir.tasks import bgp_routes, deploy_bundle, resource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, "inventory", "lab")
@@ -202,6 +203,49 @@ def test_a_loop_with_nothing_new_changes_nothing_on_the_nodes_it_deployed(world)
     assert plan["epoch"] == report["epoch"] + 1 and repo.peek_epoch() == plan["epoch"]
     assert plan["check_mode"] and all(not plan["nodes"][n]["changed"] for n in plan["nodes"]
                                       if world["inv"].nodes[n].role == "customer")
+
+
+def steered(world, node):
+    """(tenant, prefix) pairs the node's srv6_steering holds."""
+    res = world["nr"].filter(name=node).run(task=resource, resource_name="srv6_steering", config=None, state="gathered")
+    assert not res.failed, res[node][0].exception
+    return {(s["tenant"], s["prefix"]) for s in res[node][0].result["gathered"]}
+
+
+def test_a_withdrawn_prefix_loses_its_forwarding_at_the_next_loop_and_the_other_tenant_keeps_its_own(world):
+    """acme's customer at edge-bos stops announcing 10.10.3.0/24; after the next loop no
+    edge steers acme's 10.10.3.0/24 any more and acme's ping fails, while globex's
+    identical prefix stays steered and globex's ping runs throughout."""
+    inv, nr = world["inv"], world["nr"]
+    assert {("acme", "10.10.3.0/24"), ("globex", "10.10.3.0/24")} <= steered(world, "edge-ber")
+    cust = nr.filter(name="cust-acme-bos")
+    config = customer_bgp_config(inv, "cust-acme-bos")
+    withdrawn = [dict(config[0], advertise=[p for p in config[0]["advertise"] if p != "10.10.3.0/24"])]
+    background = subprocess.Popen(["ip", "netns", "exec", world["lab"].prefix + "h-cust-globex-ber", "ping", "-n", "-q",
+                                   "-i", "0.5", "10.10.3.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        res = cust.run(task=resource, resource_name="frr_bgp", config=withdrawn, state="replaced")
+        assert not res.failed, res["cust-acme-bos"][0].exception
+        deadline = time.monotonic() + 60
+        while True:  # the edge's acme view has dropped the route
+            got = nr.filter(name="edge-bos").run(task=bgp_routes)["edge-bos"][0].result
+            if "10.10.3.0/24" not in {r["prefix"] for r in got["acme"]["learned"]}:
+                break
+            assert time.monotonic() < deadline, got["acme"]
+            time.sleep(1)
+        report = run_once(nr, inv, world["settings"])
+        assert not report["failed_nodes"], report["failed_nodes"]
+        now = steered(world, "edge-ber")
+        assert ("acme", "10.10.3.0/24") not in now and ("globex", "10.10.3.0/24") in now, now
+        ping = ns_run(world, "h-cust-acme-ber", "ping", "-n", "-q", "-c", "3", "-W", "1", "10.10.3.2")
+        assert replies(ping) == 0, ping.stdout
+    finally:
+        back = cust.run(task=resource, resource_name="frr_bgp", config=config, state="replaced")
+        background.send_signal(signal.SIGINT)  # ping prints its summary on SIGINT
+        out = background.communicate(timeout=10)[0]
+        assert not back.failed, back["cust-acme-bos"][0].exception
+    sent, got_back = (int(x) for x in re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    assert sent > 20 and got_back >= 0.9 * sent, out
 
 
 def test_the_ansible_control_loop_runs_the_same_steps(world, tmp_path):
