@@ -78,7 +78,7 @@ notes:
     table C(inet npms_sids) is deleted with the last SID that needs it. Two such SIDs whose
     marks collide are refused."
   - "eBPF mode: a SID whose route, rule or map element is missing is returned with a field
-    C(incomplete) saying what is wrong; O(state=replaced) and O(state=overridden) repair it."
+    C(incomplete) saying what is wrong; O(state=merged), O(state=replaced) and O(state=overridden) repair it."
 extends_documentation_fragment:
   - galactic.npms.resource
   - galactic.npms.resource.DATAPLANE
