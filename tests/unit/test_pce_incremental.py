@@ -260,3 +260,27 @@ def test_searches_batched_across_blocks_equal_block_by_block(seed, monkeypatch):
     for m in change:
         state[(m.get("tenant"), m["src"], m["dst"])] = m
     assert not _diff(got, compute_paths(inv, list(state.values()), engine="reference").to_list())
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_failure_reasons_of_an_older_result_set_keep_its_measurements(seed):
+    """Why a pair fell back (``no path meets <profile> (...)``) is put into words only when
+    a result is materialised, from the diagnosis the block computed: a result set first
+    looked at after an update must still give the words (and everything else) of the
+    measurements it was computed from, and the update's set those of the new ones."""
+    inv, ms, eng = _net_and_engine(seed)
+    first = eng.compute()  # not materialised before the updates
+    state = _keyed(ms)
+    expected_first = FastEngine(Network(inv, ms)).compute().to_list()
+    a, b = _most_used_core_link(expected_first)
+    change = _both_ways(state, a, b, latency_factor=4.0, loss_pct=2.5)
+    for m in change:
+        state[(None, m["src"], m["dst"])] = m
+    second = eng.update(change)
+    got_first = first.to_list()
+    assert not _diff(got_first, expected_first)
+    after = second.to_list()
+    _check_against_fresh(inv, state, after, "seed %d, after the update" % seed)
+    failed = [r["reason"] for r in got_first if "no path meets" in r["reason"]]
+    assert failed, "seed %d: no pair fell back, nothing tested" % seed
+    assert any("no path meets" in r["reason"] for r in after)

@@ -405,47 +405,45 @@ class _Best:
             cands = np.nonzero(self.flat[s, d] == self.w[s, d])[0]
             paths = [(tuple(self.net.index[n] for n in self._cand_path(s, d, int(k))), int(k)) for k in cands]
             self.arg[s, d] = min(paths)[1]
-        # metrics of the winner, vectorised
-        arg = self.arg
+        # metrics of the winner, vectorised over the needed pairs only (an update needs few)
+        PS, PD = np.nonzero(need)
+        arg = self.arg[PS, PD]
         is_dir = arg == K * K
         i, j = np.divmod(np.where(is_dir, 0, arg), K)
-        S = np.arange(E)[:, None].repeat(E, 1)
-        Dd = np.arange(E)[None, :].repeat(E, 0)
-        a = np.where(t["A"] >= 0, t["A"], 0)[S, i]
-        b = np.where(t["A"] >= 0, t["A"], 0)[Dd, j]
+        Ac = np.where(t["A"] >= 0, t["A"], 0)
+        a = Ac[PS, i]
+        b = Ac[PD, j]
         mo, mi, dr = t["out"], t["in"], t["direct"]
 
         def pick(name):
             if name == "hops":
                 via = 2 + sol.P["hops"][a, b]
                 return np.where(is_dir, 1, via)
-            if name == "losslog":
-                via = mo["losslog"][S, i] + sol.P["losslog"][a, b] + mi["losslog"][Dd, j]
-                return np.where(is_dir, dr["losslog"], via)
-            via = mo[name][S, i] + sol.P[name][a, b] + mi[name][Dd, j]
-            return np.where(is_dir, dr[name], via)
-        ok = np.ones((E, E), dtype=bool)
-        lat = pick("lat")
+            via = mo[name][PS, i] + sol.P[name][a, b] + mi[name][PD, j]
+            return np.where(is_dir, dr[name][PS, PD], via)
+        ok_p = np.ones(len(PS), dtype=bool)
         if variant.max_latency_ms is not None:
-            ok &= lat <= variant.max_latency_ms + P.BOUND_EPS
+            ok_p &= pick("lat") <= variant.max_latency_ms + P.BOUND_EPS
         if variant.max_jitter_ms is not None:
-            ok &= pick("jit") <= variant.max_jitter_ms + P.BOUND_EPS
+            ok_p &= pick("jit") <= variant.max_jitter_ms + P.BOUND_EPS
         if variant.max_loss is not None:
-            ok &= -np.expm1(-pick("losslog")) <= variant.max_loss + P.BOUND_EPS
+            ok_p &= -np.expm1(-pick("losslog")) <= variant.max_loss + P.BOUND_EPS
         if variant.max_hops is not None:
-            ok &= pick("hops") <= variant.max_hops
+            ok_p &= pick("hops") <= variant.max_hops
+        ok = np.zeros((E, E), dtype=bool)
+        ok[PS[ok_p], PD[ok_p]] = True
         self.admitted = need & ok
         # broken bounds: prove infeasible by lower bounds, else ask the exact search
         broken = need & ~ok
         if broken.any():
+            BS, BD = np.nonzero(broken)
             lbs = {}
             for metric, bound in variant.bounds().items():
-                lbs[metric] = self._lower_bound(metric)
-            for s, d in zip(*np.nonzero(broken)):
-                s, d = int(s), int(d)
+                lbs[metric] = self._lower_bound(metric, BS, BD)
+            for q, (s, d) in enumerate(zip(BS.tolist(), BD.tolist())):
                 proven = False
                 for metric, bound in variant.bounds().items():
-                    lb = lbs[metric][s, d]
+                    lb = lbs[metric][q]
                     if metric == "loss":
                         lb = -math.expm1(-lb)
                     if metric == "hops" and lb > bound:
@@ -459,12 +457,13 @@ class _Best:
                     self.why[(s, d)] = (path, "")
                 else:
                     self._slow(s, d, path)
+        arcs = self.net.arcs_for(self.tenant) if self.replaced else None
         for (s, d), path in self.replaced.items():
             if path is None:
                 self.explicit[(s, d)] = None
                 self.why[(s, d)] = "no path"
                 continue
-            if _admits(self.net.arcs_for(self.tenant), path, variant):
+            if _admits(arcs, path, variant):
                 self.explicit[(s, d)] = path
                 self.admitted[s, d] = True
             else:
@@ -506,12 +505,13 @@ class _Best:
             self.none_proven |= self.need & (self.w >= INF) & ~self.special  # no candidate, no detour
         self.done = True
 
-    def _lower_bound(self, metric):
-        """[s, d] least sum of a metric over every candidate (same pruning as the walk)."""
+    def _lower_bound(self, metric, S, D):
+        """Per pair (``S[q]``, ``D[q]``): least sum of a metric over every candidate (same
+        pruning as the walk)."""
         sol, ed = self.sol, self.ed
         t = ed.t
         Ac = np.where(t["A"] >= 0, t["A"], 0)
-        core = sol.lower_bound(self.eng, metric)[Ac[:, None, :, None], Ac[None, :, None, :]]
+        core = sol.lower_bound(self.eng, metric)[Ac[S][:, :, None], Ac[D][:, None, :]]  # [q, i, j]
         key = {"latency": "lat", "jitter": "jit", "loss": "losslog"}.get(metric)
         if metric == "hops":
             ao = np.where(ed.out_ok, 1.0, FINF)
@@ -521,9 +521,9 @@ class _Best:
             ao = np.where(ed.out_ok, t["out"][key], FINF)
             ai = np.where(ed.in_ok, t["in"][key], FINF)
             dd = np.where(ed.direct_ok, t["direct"][key], FINF)
-        E, K = ao.shape
-        lb = (ao[:, None, :, None] + core + ai[None, :, None, :]).reshape(E, E, K * K).min(axis=2)
-        return np.minimum(lb, dd)
+        K = ao.shape[1]
+        lb = (ao[S][:, :, None] + core + ai[D][:, None, :]).reshape(len(S), K * K).min(axis=1)
+        return np.minimum(lb, dd[S, D])
 
     def _replace(self, pairs, conflict_w, drop_masks):
         """Exact best candidate of ``pairs`` when detours around the dropped nodes may win.
@@ -531,72 +531,72 @@ class _Best:
         A candidate whose core path crosses a dropped node is re-solved on the core minus
         those nodes (distances to its egress POP avoiding the dropped set, ``_avoiding_dist``);
         its lexicographically smallest tight path is then walked as the reference does.
+        Candidates, queries and weights are built for all pairs at once; only the tight
+        options of each pair are turned into paths.
         """
         eng, sol, t = self.eng, self.sol, self.ed.t
         K = self.K
         Ac = np.where(t["A"] >= 0, t["A"], 0)
         C = eng.C
-        queries: Dict[Tuple[int, bytes], int] = {}
-        q_target: List[int] = []
-        q_mask: List[Any] = []
-        work = []
-        for s, d in zip(*np.nonzero(pairs)):
-            s, d = int(s), int(d)
-            best = self.w[s, d]
-            cands = []
-            for k in np.nonzero(conflict_w[s, d].reshape(K * K) <= best)[0] if best < INF else \
-                    np.nonzero(conflict_w[s, d].reshape(K * K) < INF)[0]:
-                i, j = divmod(int(k), K)
-                a, b = int(Ac[s, i]), int(Ac[d, j])
-                key = (b, drop_masks[s, d].tobytes())
-                q = queries.get(key)
-                if q is None:
-                    q = queries[key] = len(q_target)
-                    q_target.append(b)
-                    q_mask.append(drop_masks[s, d])
-                cands.append((int(k), i, j, a, b, q))
-            work.append((s, d, cands))
-        Q = len(q_target)
-        excl = _unpack(np.array(q_mask, dtype=np.uint64).reshape(Q, -1), C)
-        dist = _avoiding_dist(sol, np.array(q_target, dtype=np.int64), excl,
-                              np.array(q_mask, dtype=np.uint64).reshape(Q, -1))
-        index, names, cores = self.net.index, t["names"], eng.cores
-        Wout, Win = self.ed.Wout.tolist(), self.ed.Win.tolist()
-        dist_l = dist.tolist()
-        tight = []  # per pair: least weight and its options (a candidate path, or a walk to do)
-        walks: List[Tuple[int, int, int]] = []  # (q, a, b), walked together below
-        for s, d, cands in work:
-            options = []  # (weight, path, or index into walks)
-            if self.w[s, d] < INF:
-                for kk in np.nonzero(self.flat[s, d] == self.w[s, d])[0]:
-                    options.append((int(self.w[s, d]), int(kk), None))
-            for k, i, j, a, b, q in cands:
-                core = dist_l[q][a]
-                if core >= INF:
-                    continue
-                w = Wout[s][i] + core + Win[d][j]
-                options.append((w, None, (q, a, b)))
-            if not options:
-                self.replaced[(s, d)] = None
-                continue
-            low = min(o[0] for o in options)
-            chosen = []
-            for w, kk, walk in options:
-                if w != low:
-                    continue
-                if walk is None:
-                    chosen.append(self._cand_path(s, d, kk))
-                else:
-                    chosen.append(len(walks))
-                    walks.append(walk)
-            tight.append((s, d, chosen))
+        S, D = np.nonzero(pairs)
+        n_pairs = len(S)
+        best = self.w[S, D]
+        finite = best < INF
+        cw = conflict_w[S, D].reshape(n_pairs, K * K)
+        sel = np.where(finite[:, None], cw <= best[:, None], cw < INF)
+        pi, k = np.nonzero(sel)  # per pair, candidates in index order
+        ci, cj = np.divmod(k, K)
+        cs, cd = S[pi], D[pi]
+        ca, cb = Ac[cs, ci], Ac[cd, cj]
+        # one query per (egress POP, dropped set), numbered in order of first use
+        cmask = drop_masks[cs, cd]  # [n, words]
+        if len(pi):
+            keys = np.concatenate([cb.astype(np.uint64)[:, None], cmask], axis=1)
+            _u, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            order = np.argsort(first, kind="stable")
+            renum = np.empty(len(order), dtype=np.int64)
+            renum[order] = np.arange(len(order))
+            cq = renum[np.asarray(inv).reshape(-1)]
+            q_target = cb[first[order]]
+            q_words = np.ascontiguousarray(cmask[first[order]])
+        else:
+            cq = np.zeros(0, dtype=np.int64)
+            q_target = np.zeros(0, dtype=np.int64)
+            q_words = np.zeros((0, sol.words), dtype=np.uint64)
+        excl = _unpack(q_words, C)
+        dist = _avoiding_dist(sol, q_target, excl, q_words)
+        core = dist[cq, ca]
+        reach = core < INF
+        wv = np.where(reach, self.ed.Wout[cs, ci] + np.where(reach, core, 0) + self.ed.Win[cd, cj], INF)
+        # least weight per pair over its options (tied clean candidates, reachable detours)
+        has = finite | (np.bincount(pi[reach], minlength=n_pairs) > 0)
+        low = np.where(finite, best, INF)
+        np.minimum.at(low, pi[reach], wv[reach])
+        options: List[List[Any]] = [[] for _p in range(n_pairs)]
+        tie = finite & (best == low) & has
+        if tie.any():
+            tp, tk = np.nonzero((self.flat[S, D] == best[:, None]) & tie[:, None])
+            for p, kk in zip(tp.tolist(), tk.tolist()):
+                options[p].append(self._cand_path(int(S[p]), int(D[p]), kk))
+        wi = np.nonzero(reach & (wv == low[pi]))[0]
+        walks = list(zip(cq[wi].tolist(), ca[wi].tolist(), cb[wi].tolist()))
         walked = _walk_many(sol.W, dist, excl, walks)
-        for s, d, chosen in tight:
+        for p, w in zip(pi[wi].tolist(), walked):
+            options[p].append(w)
+        index, names, cores = self.net.index, t["names"], eng.cores
+        S_l, D_l, has_l = S.tolist(), D.tolist(), has.tolist()
+        for p in range(n_pairs):  # pairs without any option first, as the pair-by-pair loop
+            if not has_l[p]:
+                self.replaced[(S_l[p], D_l[p])] = None
+        for p in range(n_pairs):
+            if not has_l[p]:
+                continue
+            s, d = S_l[p], D_l[p]
             paths = []
-            for p in chosen:
-                if isinstance(p, int):
-                    p = [names[s]] + [cores[c] for c in walked[p]] + [names[d]]
-                paths.append((tuple(index[n] for n in p), p))
+            for path in options[p]:
+                if isinstance(path[0], int):  # a walk over core positions
+                    path = [names[s]] + [cores[c] for c in path] + [names[d]]
+                paths.append((tuple(index[n] for n in path), path))
             self.replaced[(s, d)] = min(paths)[1]
         self.unsure &= ~pairs
 
@@ -726,6 +726,20 @@ class _Best:
             path = self._cand_path(s, d, int(self.arg[s, d]))
         arcs = self.net.arcs_for(self.tenant)
         return Choice(self.variant, list(path), path_metrics(arcs, path, self.variant)), ""
+
+    def why_or_later(self, s, d):
+        """``get(s, d)[1]`` for a pair without a choice here, without building words: a
+        string, or this Best's ``_LaterWhy`` (never empty) whose ``text()`` gives them."""
+        if (s, d) in self.explicit:
+            if self.explicit[(s, d)] is not None:
+                return ""
+            why = self.why.get((s, d), "no path")
+            return _LaterWhy(self, s, d) if isinstance(why, tuple) else why
+        if self.w[s, d] >= INF:
+            return "no path"
+        if not self.admitted[s, d]:
+            raise AssertionError("pair %d,%d was not resolved" % (s, d))
+        return ""
 
     def _why(self, s, d) -> str:
         """Why the pair has no admitted path, in the reference's words."""
@@ -928,6 +942,40 @@ class _Best:
         return out
 
 
+class _LaterWhy:
+    """A Best's words for a pair with no admitted path, built on ``text()``."""
+
+    __slots__ = ("best", "s", "d")
+
+    def __init__(self, best, s, d):
+        self.best, self.s, self.d = best, s, d
+
+    def text(self) -> str:
+        return self.best._why(self.s, self.d)
+
+
+class _Diagnosis:
+    """``pce.diagnose`` of a failed pair, run on ``text()`` over the block's diagnosis
+    Bests (computed with the block, so the words are those of its measurements)."""
+
+    __slots__ = ("block", "variant", "s", "d")
+
+    def __init__(self, block, variant, s, d):
+        self.block, self.variant, self.s, self.d = block, variant, s, d
+
+    def text(self) -> str:
+        block, s, d = self.block, self.s, self.d
+
+        def best_fn(var):
+            # computed by ``_explain_failures`` (never built now: the engine may have
+            # moved on to newer measurements since)
+            b = block.best[("diag", var)]
+            if not b.need[s, d]:
+                raise AssertionError("no diagnosis computed for pair %d,%d" % (s, d))
+            return b.get(s, d)
+        return diagnose(self.variant, best_fn)
+
+
 def _run_searches(bests) -> None:
     """Run the exact searches of ``bests`` (lazy or not yet finished) and finish them.
 
@@ -1098,30 +1146,30 @@ def _search_batch(eng, variant, sol, queries, limit):
     while active:
         batch = []  # (q, col, lat, jit, keep, hops, weight, path, pcols, ranks)
         for q in active:
-            heap = heaps[q]
+            heap, rank_q, popped_q, settled_q = heaps[q], rank_l[q], popped[q], settled[q]
             while True:
                 if not heap:
                     results[q] = (None, "")
                     break
                 _f, weight, ranks, b, pos = pop(heap)
-                if pos + 1 < b.n:
-                    i = b.start + pos + 1
-                    push(heap, (b.f[i], b.w[i], b.ranks + (rank_l[q][b.cols[i]],), b, pos + 1))
                 i = b.start + pos
-                col, lat, jit, keep = b.cols[i], b.lat[i], b.jit[i], b.keep[i]
-                popped[q].add((b.pcols[-1] if b.pcols else -1, col))
+                if pos + 1 < b.n:
+                    push(heap, (b.f[i + 1], b.w[i + 1], b.ranks + (rank_q[b.cols[i + 1]],), b, pos + 1))
+                col = b.cols[i]
+                popped_q.add((b.pcols[-1] if b.pcols else -1, col))
                 if col == C:
                     path = b.path + (dsts[q],)
                     if _admits(q_arcs[q], path, variant):
                         results[q] = (Choice(variant, list(path), path_metrics(q_arcs[q], path, variant)), "")
                         break
                     continue
+                lat, jit, keep = b.lat[i], b.jit[i], b.keep[i]
                 hops = b.hops + 1
                 r0, r1 = (lat if max_lat is not None else 0.0), (jit if max_jit is not None else 0.0)
                 r2, r3 = (-keep if max_loss is not None else 0.0), (hops if max_hops is not None else 0)
-                here = settled[q].get(col)
+                here = settled_q.get(col)
                 if here is None:
-                    here = settled[q][col] = []
+                    here = settled_q[col] = []
                 else:
                     dominated = False
                     for o in here:
@@ -1184,8 +1232,11 @@ def _search_batch(eng, variant, sol, queries, limit):
         f = nw + LBW[qs[rows], cols]
         order = np.lexsort((rank[qs[rows], cols], nw, f, rows))
         rows, cols = rows[order], cols[order]
-        lists = (cols.tolist(), f[order].tolist(), nw[order].tolist(), nlat[rows, cols].tolist(),
-                 njit[rows, cols].tolist(), nkeep[rows, cols].tolist())
+        # memoryviews, not lists: most children are never popped, and an item read from a
+        # memoryview is the same Python int or float that ``tolist`` would have built
+        lists = (memoryview(cols), memoryview(np.ascontiguousarray(f[order])),
+                 memoryview(np.ascontiguousarray(nw[order])), memoryview(nlat[rows, cols]),
+                 memoryview(njit[rows, cols]), memoryview(nkeep[rows, cols]))
         counts = np.bincount(rows, minlength=B).tolist()
         start = 0
         for i, e in enumerate(batch):
@@ -1624,15 +1675,15 @@ class _Block:
         todo = []
         for s, d in zip(*np.nonzero(failed)):
             s, d = int(s), int(d)
-            why = ""
+            why: Any = ""
             for b in bests:  # a failed pair has no choice in any: the first words win
                 if why:
                     break
-                why = b.get(s, d)[1]
+                why = b.why_or_later(s, d)
             todo.append((s, d, why))
         diag = np.zeros((E, E), dtype=bool)
         for s, d, why in todo:
-            if why in ("", "no path"):
+            if isinstance(why, str) and why in ("", "no path"):
                 diag[s, d] = True
         if diag.any():  # what diagnose() will ask, computed for all those pairs at once
             loose = P._unbounded(vs[0], keep_bandwidth=True)
@@ -1643,17 +1694,24 @@ class _Block:
                 b = self._diag_best(P._unbounded(vs[0]), diag, lazy=True)
                 if not b.done:
                     yield [b]
+        # the words are built when the result is (``_failure_words``): the Bests they read
+        # are all computed here, from this block's measurements
         for s, d, why in todo:
-            if why in ("", "no path"):
-                why = diagnose(vs[0], lambda var, s=s, d=d: self._diag_get(var, s, d))
-            self.failures.setdefault((s, d), []).append("no path meets %s (%s)" % (profile.name, why))
+            if isinstance(why, str) and why in ("", "no path"):
+                why = _Diagnosis(self, vs[0], s, d)
+            self.failures.setdefault((s, d), []).append((profile.name, why))
 
-    def _diag_get(self, variant, s, d):
-        """``_diag_best(variant, pair).get(s, d)``, without the grids when already there."""
-        b = self.best.get(("diag", variant))
-        if b is None or not b.need[s, d]:
-            b = self._diag_best(variant, _one(self.E, s, d))
-        return b.get(s, d)
+    def _failure_words(self, s, d) -> List[str]:
+        """The reasons of the levels the pair failed, in words (built once, on first use)."""
+        got = self.failures.get((s, d))
+        if not got:
+            return []
+        if isinstance(got[0], str):
+            return got
+        words = ["no path meets %s (%s)" % (name, why if isinstance(why, str) else why.text())
+                 for name, why in got]
+        self.failures[(s, d)] = words
+        return words
 
     def _diag_best(self, variant, need, lazy=False) -> _Best:
         key = ("diag", variant)
@@ -1777,8 +1835,8 @@ class _Block:
         loose_made = []
         for li, vi, variant, group, masks, is_direct, bk in made:
             todo = group & ~bk.admitted
-            for s, d in zip(*np.nonzero(group & bk.admitted)):
-                self.backup[(int(s), int(d))] = bk
+            S, D = np.nonzero(group & bk.admitted)
+            self.backup.update(dict.fromkeys(zip(S.tolist(), D.tolist()), bk))
             if variant.level != BEST_EFFORT and todo.any():
                 loose = P._unbounded(variant)
                 lb = _Best(eng, self.tname, loose, eng.solution(loose), eng.edges(self.tname, loose),
@@ -1787,8 +1845,8 @@ class _Block:
                 loose_made.append((todo, lb))
         yield [m[1] for m in loose_made]
         for todo, lb in loose_made:
-            for s, d in zip(*np.nonzero(todo & lb.admitted)):
-                self.backup[(int(s), int(d))] = lb
+            S, D = np.nonzero(todo & lb.admitted)
+            self.backup.update(dict.fromkeys(zip(S.tolist(), D.tolist()), lb))
 
     # -- what a change of core arcs can reach ---------------------------------------------
     def dirty(self, eng: FastEngine, owned):
@@ -1813,7 +1871,7 @@ class _Block:
         settings = net.inventory.pce
         src, dst = self.names[s], self.names[d]
         cur = self.current.get((self.tname, self.tc.name, src, dst))
-        failures = self.failures.get((s, d), [])
+        failures = self._failure_words(s, d)
         choice = self.final(s, d)
         if choice is None:
             return make_result(net, self.tname, self.tc.name, src, dst, None, UNREACHABLE, failures,
@@ -1928,12 +1986,6 @@ def _keys_mask(E, keys):
     out = np.zeros((E, E), dtype=bool)
     for k in keys:
         out[k] = True
-    return out
-
-
-def _one(E, s, d):
-    out = np.zeros((E, E), dtype=bool)
-    out[s, d] = True
     return out
 
 
