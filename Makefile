@@ -29,7 +29,7 @@ BUILD_DIR := build
 APT_PACKAGES := python3-venv python3-dev git make rsync ca-certificates \
 	iproute2 iputils-ping procps kmod nftables iptables \
 	frr frr-pythontools wireguard-tools wireguard-go iperf3 tcpdump \
-	postgresql shellcheck libnetfilter-queue-dev systemd
+	postgresql shellcheck libnetfilter-queue-dev systemd nats-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive

@@ -20,10 +20,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from npms.api import Purger, TokenStore, create_app, publish
+from npms import nats_ingest
+from npms.api import Purger, PushError, TokenStore, create_app, publish, push_batch
 from npms.bundle import BundleError, BundleRepo, StaleBundle, etag, make_bundle
 from npms.cli import main as npms_main
-from npms.store import Store
+from npms.nats_ingest import handle_message
+from npms.store import Store, StoreError
 
 
 def sample(src="edge-ber", dst="core-fra", tenant="acme", ts=None, **extra):
@@ -379,3 +381,58 @@ def test_cli_records_tenants_and_admins_in_the_token_file(tmp_path, capsys):
     assert npms_main(["api", "token", "controller", "--tokens", path, "--revoke"]) == 0
     assert TokenStore(path).admins == [] and TokenStore(path).node_of(admin) is None
     assert npms_main(["api", "token", "../etc", "--tokens", path]) == 2
+
+
+# --- push_batch: the one code path of POST /v1/samples and the NATS subject ---------------
+@pytest.mark.parametrize("token, batch_id, samples, node, status", [
+    (None, "b", [], None, 401),
+    ("nope", "b", [], None, 401),
+    ("other", "b", [], "edge-ber", 403),           # edge-bos's token for edge-ber's subject
+    ("own", "b", [], "edge-bos", 403),
+    ("own", "", [], None, 400),
+    ("own", "b" * 201, [], None, 400),
+    ("own", "b", "not a list", None, 400),
+    ("own", "b", [1, 2], None, 400),
+    ("own", "b", [{}] * 41, None, 413),
+])
+def test_push_batch_refuses_with_the_status_both_transports_report(world, token, batch_id, samples, node, status):
+    real = {"own": world["token"], "other": world["other"]}.get(token, token)
+    with pytest.raises(PushError) as refused:
+        push_batch(world["store"], world["tokens"], real, batch_id, samples, max_batch=40, node=node)
+    assert refused.value.status == status
+    assert world["token"] not in refused.value.detail and world["store"].stats()["accepted"] == 0
+
+
+def test_push_batch_acknowledges_like_the_http_api_and_rate_limits(world):
+    ack = push_batch(world["store"], world["tokens"], world["token"], "n1", [sample()], node="edge-ber")
+    assert ack == {"source": "edge-ber", "batch_id": "n1", "accepted": 1, "rejected": [], "duplicate": False}
+    assert push(world, [sample()], batch_id="n1").json()["duplicate"]  # the same batch over HTTP: counted once
+    for i in range(3):  # the bucket of 50 (1/s) empties
+        push_batch(world["store"], world["tokens"], world["token"], f"f{i}", [sample(ts=time.time() - 1 - j) for j in range(20)])
+    with pytest.raises(PushError) as limited:
+        push_batch(world["store"], world["tokens"], world["token"], "f9", [sample()])
+    assert limited.value.status == 429 and limited.value.retry_after_s > 0 and limited.value.retry_after >= 1
+
+
+def test_a_nats_request_gets_the_http_answer(world):
+    message = json.dumps({"token": world["token"], "batch_id": "q1", "samples": [sample(), sample(rtt_ms=-1)]})
+    reply = handle_message(world["store"], world["tokens"], "npms.samples.edge-ber", message.encode())
+    assert reply["accepted"] == 1 and [r["index"] for r in reply["rejected"]] == [1]
+    assert handle_message(world["store"], world["tokens"], "npms.samples.edge-bos", message.encode())["status"] == 403
+    assert handle_message(world["store"], world["tokens"], "npms.samples", message.encode())["status"] == 400
+    assert handle_message(world["store"], world["tokens"], "npms.samples.edge-ber", b"{")["status"] == 400
+    bad_store = handle_message(_FailingStore(), world["tokens"], "npms.samples.edge-ber", message.encode())
+    assert bad_store == {"error": "the store failed; nothing of the batch was stored", "status": 500}
+
+
+class _FailingStore:
+    def ingest(self, *_args):
+        raise StoreError("database is locked")
+
+
+def test_npms_nats_without_nats_py_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(nats_ingest, "nats", None)
+    assert npms_main(["nats", "serve", "--tokens", str(tmp_path / "t.json"), "--store", f"sqlite:///{tmp_path}/s.db"]) == 1
+    assert "npms nats needs nats-py" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="needs nats-py"):
+        nats_ingest.push_nats("nats://127.0.0.1:1", "edge-ber", "t", "b", [])

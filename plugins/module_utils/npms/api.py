@@ -12,6 +12,10 @@ and answers with what the store did: ``{"accepted": n, "rejected": [{"index", "r
 "duplicate": bool}``.  A batch is acknowledged (200) only once it is committed, so a
 sidecar that got no answer sends the same ``batch_id`` again; the store counts it once.
 
+The route is :func:`push_batch`, which the NATS transport (``npms.nats_ingest``, subject
+``npms.samples.<node>``) calls too, so both answer alike (:class:`PushError` carries the
+status).
+
 * 401: no token or an unknown one (the node is never named from the request body: the
   token says who is sending, and every sample's ``src`` must be that node).
 * 413: more than ``max_batch`` samples; 422: not a batch; 429: the node's rate limit,
@@ -215,6 +219,57 @@ def _bearer(header: Optional[str]) -> Optional[str]:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+# --- push: one batch of samples, whatever carries it (HTTP here, NATS in npms.nats_ingest) ---
+class PushError(Exception):
+    """A batch refused before or by the store: ``status`` is the HTTP code both transports
+    report (401 no/unknown token, 403 another node's token, 400 not a batch, 413 too large,
+    429 rate limited with ``retry_after_s``).  ``detail`` never holds the token."""
+
+    def __init__(self, status: int, detail: str, retry_after_s: Optional[float] = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds for ``Retry-After`` (at least 1, rounded up)."""
+        return _whole_seconds(self.retry_after_s or 0.0)
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, int(round(seconds + 0.5)))
+
+
+def push_batch(store: Any, tokens: TokenStore, token: Optional[str], batch_id: Any, samples: Any,
+               max_batch: int = MAX_BATCH, node: Optional[str] = None) -> Dict[str, Any]:
+    """Authenticate ``token`` and hand the batch to ``store.ingest``: the one code path of
+    ``POST /v1/samples`` and of the NATS subject, so both answer alike.
+
+    The token names the sender; ``node`` (the NATS subject's node), when given, must be that
+    sender (403 otherwise).  Returns the store's acknowledgement; raises :class:`PushError`.
+    ``StoreError`` (a database failure) passes through: nothing was stored, so no ack.
+    """
+    from .store import RateLimited  # pylint: disable=import-outside-toplevel
+
+    sender = tokens.node_of(token)
+    if sender is None:
+        raise PushError(401, "a valid node token is required")
+    if node is not None and node != sender:
+        raise PushError(403, f"this token belongs to {sender}, not to {node}")
+    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 200:
+        raise PushError(400, "batch_id: expected a string of 1..200 characters")
+    if not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
+        raise PushError(400, "samples: expected a list of objects")
+    if len(samples) > max_batch:
+        raise PushError(413, f"{len(samples)} samples in one batch; at most {max_batch}")
+    try:
+        return store.ingest(sender, batch_id, samples)
+    except RateLimited as exc:
+        retry = _whole_seconds(exc.retry_after_s)
+        raise PushError(429, f"node {sender} is over its sample rate; retry in {retry} s", exc.retry_after_s) from None
+
+
 # --- publishing and purging ---------------------------------------------------------------
 class Purger:
     """Tells a CDN to drop its copy of a node's bundle: an HTTP ``PURGE`` request to
@@ -355,7 +410,6 @@ def create_app(store: Any, tokens: TokenStore, max_batch: int = MAX_BATCH, bundl
         from pydantic import BaseModel, Field  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
         raise RuntimeError(f"the npms API needs fastapi (pip install fastapi uvicorn): {exc}") from None
-    from .store import RateLimited  # pylint: disable=import-outside-toplevel
 
     class Batch(BaseModel):
         batch_id: str = Field(min_length=1, max_length=200, description="unique per node; a re-sent batch keeps its id")
@@ -442,15 +496,15 @@ def create_app(store: Any, tokens: TokenStore, max_batch: int = MAX_BATCH, bundl
                   responses={**unauthorized, 413: {"description": "batch too large"},
                              429: {"description": "rate limited; see Retry-After"}})
         def push_samples(batch: Batch = Body(...), authorization: Optional[str] = Header(default=None)) -> Any:
-            node = authenticate(authorization)
-            if len(batch.samples) > max_batch:
-                raise HTTPException(status_code=413, detail=f"{len(batch.samples)} samples in one batch; at most {max_batch}")
             try:
-                return store.ingest(node, batch.batch_id, batch.samples)
-            except RateLimited as exc:
-                retry = max(1, int(round(exc.retry_after_s + 0.5)))
-                return JSONResponse(status_code=429, headers={"Retry-After": str(retry)},
-                                    content={"detail": f"node {node} is over its sample rate; retry in {retry} s"})
+                return push_batch(store, tokens, _bearer(authorization), batch.batch_id, batch.samples, max_batch)
+            except PushError as exc:
+                if exc.status == 401:
+                    authenticate(None)  # the same 401, with WWW-Authenticate
+                if exc.status == 429:
+                    return JSONResponse(status_code=429, headers={"Retry-After": str(exc.retry_after)},
+                                        content={"detail": exc.detail})
+                raise HTTPException(status_code=exc.status, detail=exc.detail) from None
 
     if bundles is None:
         return app

@@ -43,6 +43,7 @@ COMMANDS = (
     ("containerlab", "write the lab as a containerlab topology (for Docker hosts)", "npms_lab.containerlab:setup_containerlab"),
     ("probe", "active probes: responder, run (samples as JSON), targets (who probes whom)", ".probe:setup_probe"),
     ("api", "the controller's HTTP API: node tokens, serve", ".api:setup_api"),
+    ("nats", "probe samples over NATS (optional): serve into the store, push a batch", ".nats_ingest:setup_nats"),
     ("agent", "pull-mode sidecar: poll the API for this node's bundle and apply it", ".agent:setup_agent"),
     ("loop", "the control loop (Nornir): probe, ingest, compute, render, deploy, verify, report", ".loop:setup_loop"),
 )
