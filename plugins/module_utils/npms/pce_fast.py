@@ -1355,12 +1355,7 @@ class FastEngine:
         self._via = {}
         for (u, v), arc in self.net.core_arcs.items():
             i, j = self.cpos[u], self.cpos[v]
-            m["lat"][i, j] = arc.latency_ms
-            m["lat95"][i, j] = arc.latency_p95_ms
-            m["jit"][i, j] = arc.jitter_ms
-            m["loss"][i, j] = arc.loss
-            m["bw"][i, j] = arc.bandwidth_mbps
-            m["cost"][i, j] = arc.cost
+            _put_arc(m, i, j, arc)
             m["exists"][i, j] = True
             if arc.via:
                 self._via[(i, j)] = set(arc.via)
@@ -1382,13 +1377,7 @@ class FastEngine:
         m = {k: v.copy() for k, v in old.items()}
         for (u, v) in set(pairs):
             arc = self.net.core_arcs[(u, v)]
-            i, j = self.cpos[u], self.cpos[v]
-            m["lat"][i, j] = arc.latency_ms
-            m["lat95"][i, j] = arc.latency_p95_ms
-            m["jit"][i, j] = arc.jitter_ms
-            m["loss"][i, j] = arc.loss
-            m["bw"][i, j] = arc.bandwidth_mbps
-            m["cost"][i, j] = arc.cost
+            _put_arc(m, self.cpos[u], self.cpos[v], arc)
         chg = np.zeros((self.C, self.C), dtype=bool)
         for k in ("lat", "lat95", "jit", "loss", "bw", "cost"):
             chg |= m[k] != old[k]
@@ -2009,3 +1998,13 @@ class _LazyPathSet(PathSet):
     @results.setter
     def results(self, value):
         self._results = value
+
+
+def _put_arc(m: Dict[str, Any], i: int, j: int, arc: Any) -> None:
+    """One core arc's measurements into the core arrays ``m`` (build and patch alike)."""
+    m["lat"][i, j] = arc.latency_ms
+    m["lat95"][i, j] = arc.latency_p95_ms
+    m["jit"][i, j] = arc.jitter_ms
+    m["loss"][i, j] = arc.loss
+    m["bw"][i, j] = arc.bandwidth_mbps
+    m["cost"][i, j] = arc.cost
