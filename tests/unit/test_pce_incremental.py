@@ -284,3 +284,52 @@ def test_failure_reasons_of_an_older_result_set_keep_its_measurements(seed):
     failed = [r["reason"] for r in got_first if "no path meets" in r["reason"]]
     assert failed, "seed %d: no pair fell back, nothing tested" % seed
     assert any("no path meets" in r["reason"] for r in after)
+
+
+@pytest.mark.parametrize("seed", [5, 16, 17])
+def test_random_update_sequence_equals_fresh_compute(seed):
+    """Twelve updates in a row on one engine (core links slower, lossy, down, back, faster,
+    often on the links its paths use), each equal to a fresh compute.  An update recomputes
+    a pair's choice and its backup separately: the sequence must include pairs whose backup
+    alone was recomputed (the choice kept from an older layer) and pairs whose choice was
+    recomputed but whose backup was kept, else those paths would be untested.  With seeds
+    16 and 17, exact searches are kept because the worse arcs crossed only partial paths that
+    decided nothing (``_search_batch``'s decisive paths)."""
+    import random
+
+    rnd = random.Random(seed)
+    inv = synth.build(pops=16, tenants=3, edges_per_tenant=8, seed=seed)
+    ms = synth.core_measurements(inv, seed=seed)
+    state = _keyed(ms)
+    eng = FastEngine(Network(inv, ms))
+    got = eng.compute().to_list()
+    links = sorted(tuple(sorted((lk.a, lk.b))) for lk in inv.links if lk.kind == "core")
+    original = {key: dict(m) for key, m in state.items()}
+    backup_only = choice_only = 0
+    for step in range(12):
+        used = sorted(_used_core_links(got))
+        a, b = rnd.choice(used if used and rnd.random() < 0.8 else links)
+        kind = rnd.choice(["slower", "lossy", "down", "back", "faster"])
+        change = {
+            "slower": lambda: _both_ways(state, a, b, latency_factor=rnd.choice([1.5, 3.0, 6.0])),
+            "lossy": lambda: _both_ways(state, a, b, loss_pct=rnd.choice([0.5, 2.0, 4.0])),
+            "down": lambda: _both_ways(state, a, b, loss_pct=100.0),
+            "back": lambda: [original[(None, a, b)], original[(None, b, a)]],
+            "faster": lambda: _both_ways(state, a, b, latency_factor=0.5),
+        }[kind]()
+        for m in change:
+            state[(None, m["src"], m["dst"])] = m
+        paths = eng.update(change)
+        got = paths.to_list()
+        _check_fresh_only(inv, state, got, "seed %d, step %d, %s %s-%s" % (seed, step, kind, a, b))
+        st = paths.stats
+        if st.get("choice_pairs") is not None:
+            backup_only += st["pairs"] - st["choice_pairs"]
+            choice_only += st["pairs"] - st["backup_pairs"]
+    assert backup_only > 0, "seed %d: no update recomputed a backup alone" % seed
+    assert choice_only > 0, "seed %d: no update kept a backup for a recomputed choice" % seed
+
+
+def _check_fresh_only(inv, state, got, what):
+    problem = _diff(got, FastEngine(Network(inv, list(state.values()))).compute().to_list())
+    assert not problem, "%s: update vs fresh compute: %s" % (what, problem)

@@ -27,8 +27,12 @@ How it stays exact (it must give the reference engine's answer, byte for byte):
   only the pairs that a change can reach (``_Best.dirty``): a pair answered by its
   least-weight candidate when a changed candidate could win or its winner changed; a pair
   with an exact search when the search popped a changed arc or a core whose bounds moved
-  (if every change made arcs worse; else when anything it read changed).  The recomputed
-  pairs form a new layer of the block (``_BlockView``) over the previous answer.
+  (if every change made arcs worse: only the partial paths that decided the search count;
+  else anything it read).  The recomputed pairs form a new layer of the block
+  (``_BlockView``) over the previous answer.  A pair's choice and its backup are judged
+  apart: a layer recomputes the backup alone where only the backup search may change
+  (the choice stays in its older layer), and keeps the older backup where the recomputed
+  choice has the same transit cores.
 """
 
 from __future__ import annotations
@@ -310,13 +314,14 @@ class _Best:
         self.done = False
         self.net = eng.net  # the measurements this was computed from (results are snapshots)
         self.searched: Dict[Tuple[int, int], Any] = {}  # pair -> arcs its exact search popped
+        self.searched_matter: Dict[Tuple[int, int], set] = {}  # pair -> arcs of the paths that decided it
         self.drop_masks = drop_masks
         t = ed.t
         A = t["A"]
         E, K = A.shape
         Ac = np.where(A >= 0, A, 0)
         # candidate weights of the needed pairs only [p, i, j] (other pairs stay INF:
-        # nothing reads them), scattered into [s, d, ...] grids
+        # nothing reads them)
         eye = np.eye(E, dtype=bool)
         S, D = np.nonzero(need & ~eye)
         KK = K * K
@@ -325,7 +330,13 @@ class _Best:
         np.minimum(wc, INF, out=wc)
         wc = wc + ed.Win[D][:, None, :]
         np.minimum(wc, INF, out=wc)
+        n_need = len(S)
+        # row of each needed pair in the per-pair tables (``flat_p``, ``conflict_p``); other
+        # pairs point at a last row of INF (no candidate), so that nothing is allocated per E x E x K x K
+        pidx = np.full((E, E), n_need, dtype=np.int64)
+        pidx[S, D] = np.arange(n_need)
         conflict = None
+        conflict_p = None
         if drop_masks is not None:
             # candidate valid only if a, b and the core path avoid the dropped nodes
             dm = drop_masks[S, D]  # [p, w]
@@ -337,21 +348,20 @@ class _Best:
             b_drop = ((a_bit[D] & dm[:, None, :]) != 0).any(-1)  # [p, j]
             ends = a_drop[:, :, None] | b_drop[:, None, :]
             conflict = hit & ~ends & (wc < INF)
-            conflict_w = np.full((E, E, K, K), INF, dtype=np.int64)  # lower bounds of detours around the drops
-            conflict_w[S, D] = np.where(conflict, wc, INF)
+            conflict_p = np.where(conflict, wc, INF).reshape(n_need, KK)  # lower bounds of detours around the drops
             wc = np.where(hit | ends, INF, wc)
         wd = ed.Wd[S, D]
         if drop_direct is not None:
             wd = np.where(drop_direct[S, D], INF, wd)
         flat_p = np.concatenate([wc.reshape(-1, KK), wd[:, None]], axis=1)
         best_p = flat_p.min(axis=1)
-        flat = np.full((E, E, KK + 1), INF, dtype=np.int64)
-        flat[S, D] = flat_p
+        flat = np.full((n_need + 1, KK + 1), INF, dtype=np.int64)
+        flat[:n_need] = flat_p
         best = np.full((E, E), INF, dtype=np.int64)
         best[S, D] = best_p
         self.eng, self.tenant, self.variant, self.sol, self.ed = eng, tenant, variant, sol, ed
         self.E, self.K = E, K
-        self.flat = flat
+        self.flat, self.pidx = flat, pidx  # candidate weights of pair (s, d): flat[pidx[s, d]]
         self.w = best
         self.arg = np.zeros((E, E), dtype=np.int64)
         self.arg[S, D] = flat_p.argmin(axis=1)
@@ -366,7 +376,8 @@ class _Best:
         finite[idx, idx] = False
         self.unsure = np.zeros((E, E), dtype=bool)
         if conflict is not None:
-            lbc = conflict_w.reshape(E, E, K * K).min(axis=2)
+            lbc = np.full((E, E), INF, dtype=np.int64)
+            lbc[S, D] = conflict_p.min(axis=1)
             self.unsure = finite & (lbc <= best)
             # a detour around the dropped nodes might also win where no clean candidate exists
             self.unsure |= (~finite) & (lbc < INF)
@@ -376,7 +387,7 @@ class _Best:
         # pairs whose winner is a detour around the dropped nodes: exact paths, found below
         self.replaced: Dict[Tuple[int, int], Optional[List[str]]] = {}
         if conflict is not None and (need & self.unsure).any():
-            self._replace(need & self.unsure, conflict_w, drop_masks)
+            self._replace(need & self.unsure, conflict_p, drop_masks)
         self._resolve(finite)
 
     # -- per-pair path of the vectorised winner ------------------------------------------
@@ -402,7 +413,7 @@ class _Best:
         need = self.need & finite & ~self.unsure
         # ties between candidates: settle by node sequence, as the reference does
         for s, d in zip(*np.nonzero(need & self.ties)):
-            cands = np.nonzero(self.flat[s, d] == self.w[s, d])[0]
+            cands = np.nonzero(self.flat[self.pidx[s, d]] == self.w[s, d])[0]
             paths = [(tuple(self.net.index[n] for n in self._cand_path(s, d, int(k))), int(k)) for k in cands]
             self.arg[s, d] = min(paths)[1]
         # metrics of the winner, vectorised over the needed pairs only (an update needs few)
@@ -475,7 +486,7 @@ class _Best:
     def _finish(self, found, expanded):
         """Results of this Best's exact searches (``_prepare_slow``'s queries, in order)."""
         for (s, d, least), (choice, why), ex in zip(self._where, found, expanded):
-            self.searched[(s, d)] = ex
+            self.searched[(s, d)], self.searched_matter[(s, d)] = ex
             self.explicit[(s, d)] = choice.path if choice else None
             if choice is None:
                 self.why[(s, d)] = (least, why)
@@ -494,6 +505,13 @@ class _Best:
         for key in self.searched:
             if key not in self.replaced and self.explicit.get(key) is not None:
                 self.search_alone[key] = True
+        # pairs answered by a detour around the dropped nodes (or by none) without a search
+        self.detour_only = np.zeros((self.E, self.E), dtype=bool)
+        self.replaced_mask = np.zeros((self.E, self.E), dtype=bool)
+        for key in self.replaced:
+            self.replaced_mask[key] = True
+            if key not in self.searched:
+                self.detour_only[key] = True
         # backups (whose reasons are never shown) proven to have no admitted path: by
         # bounds, by an exhausted search, or with no path at all
         self.none_proven = np.zeros((self.E, self.E), dtype=bool)
@@ -525,7 +543,7 @@ class _Best:
         lb = (ao[S][:, :, None] + core + ai[D][:, None, :]).reshape(len(S), K * K).min(axis=1)
         return np.minimum(lb, dd[S, D])
 
-    def _replace(self, pairs, conflict_w, drop_masks):
+    def _replace(self, pairs, conflict_p, drop_masks):
         """Exact best candidate of ``pairs`` when detours around the dropped nodes may win.
 
         A candidate whose core path crosses a dropped node is re-solved on the core minus
@@ -542,7 +560,7 @@ class _Best:
         n_pairs = len(S)
         best = self.w[S, D]
         finite = best < INF
-        cw = conflict_w[S, D].reshape(n_pairs, K * K)
+        cw = conflict_p[self.pidx[S, D]]
         sel = np.where(finite[:, None], cw <= best[:, None], cw < INF)
         pi, k = np.nonzero(sel)  # per pair, candidates in index order
         ci, cj = np.divmod(k, K)
@@ -551,14 +569,25 @@ class _Best:
         # one query per (egress POP, dropped set), numbered in order of first use
         cmask = drop_masks[cs, cd]  # [n, words]
         if len(pi):
-            keys = np.concatenate([cb.astype(np.uint64)[:, None], cmask], axis=1)
-            _u, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-            order = np.argsort(first, kind="stable")
-            renum = np.empty(len(order), dtype=np.int64)
-            renum[order] = np.arange(len(order))
-            cq = renum[np.asarray(inv).reshape(-1)]
-            q_target = cb[first[order]]
-            q_words = np.ascontiguousarray(cmask[first[order]])
+            # a dict numbers the distinct rows in order of first use (np.unique(axis=0) costs
+            # more than the rows it sorts when there are few)
+            keys = np.ascontiguousarray(np.concatenate([cb.astype(np.uint64)[:, None], cmask], axis=1))
+            size = keys.shape[1] * 8
+            raw = keys.tobytes()
+            seen: Dict[bytes, int] = {}
+            first_l = []
+            cq_l = []
+            for r in range(len(pi)):
+                key = raw[r * size:(r + 1) * size]
+                q = seen.get(key)
+                if q is None:
+                    q = seen[key] = len(first_l)
+                    first_l.append(r)
+                cq_l.append(q)
+            cq = np.array(cq_l, dtype=np.int64)
+            first = np.array(first_l, dtype=np.int64)
+            q_target = cb[first]
+            q_words = np.ascontiguousarray(cmask[first])
         else:
             cq = np.zeros(0, dtype=np.int64)
             q_target = np.zeros(0, dtype=np.int64)
@@ -575,7 +604,7 @@ class _Best:
         options: List[List[Any]] = [[] for _p in range(n_pairs)]
         tie = finite & (best == low) & has
         if tie.any():
-            tp, tk = np.nonzero((self.flat[S, D] == best[:, None]) & tie[:, None])
+            tp, tk = np.nonzero((self.flat[self.pidx[S, D]] == best[:, None]) & tie[:, None])
             for p, kk in zip(tp.tolist(), tk.tolist()):
                 options[p].append(self._cand_path(int(S[p]), int(D[p]), kk))
         wi = np.nonzero(reach & (wv == low[pi]))[0]
@@ -674,6 +703,21 @@ class _Best:
             at_src[metric] = {src: best}
         return P.bounds_infeasible(at_src, self.variant, src)
 
+    def _still_pushed(self, ext, lbs, q, col) -> bool:
+        """Whether partial paths with the extreme sums ``ext`` at core ``col`` pass the bound
+        checks of ``_search_batch`` with the bounds ``lbs`` (``_to_dst_bounds``, row ``q``),
+        computed as the search computes them."""
+        lat, jit, keep, hops = ext
+        bounds = self.variant.bounds()
+        slack = P.BOUND_EPS + P.LB_EPS
+        if "latency" in bounds and lat + float(lbs["latency"][0][q, col]) > bounds["latency"] + slack:
+            return False
+        if "jitter" in bounds and jit + float(lbs["jitter"][0][q, col]) > bounds["jitter"] + slack:
+            return False
+        if "loss" in bounds and -math.expm1(math.log(keep) - float(lbs["loss"][0][q, col])) > bounds["loss"] + slack:
+            return False
+        return not ("hops" in bounds and hops + float(lbs["hops"][0][q, col]) > bounds["hops"])
+
     def _to_dst_bounds(self, S, D, sol=None) -> Dict[str, Tuple[Any, List[Optional[float]]]]:
         """Per pair (``S[q]``, ``D[q]``): least weight and least sum of each bounded metric
         from every core to the destination, and from the source (``ReferenceEngine.
@@ -726,6 +770,12 @@ class _Best:
             path = self._cand_path(s, d, int(self.arg[s, d]))
         arcs = self.net.arcs_for(self.tenant)
         return Choice(self.variant, list(path), path_metrics(arcs, path, self.variant)), ""
+
+    def path_of(self, s, d) -> List[str]:
+        """The admitted path of pair (s, d) here, as ``get`` gives it, without metrics."""
+        if (s, d) in self.explicit:
+            return list(self.explicit[(s, d)])
+        return self._cand_path(s, d, int(self.arg[s, d]))
 
     def why_or_later(self, s, d):
         """``get(s, d)[1]`` for a pair without a choice here, without building words: a
@@ -813,6 +863,8 @@ class _Best:
         # worse arcs only: a pair answered by an exact search alone is judged below by its
         # least-weight candidate (as a plain pair), its bounds and what the search popped
         alone = self.search_alone & need if chg["worse_all"] else np.zeros_like(need)
+        if chg["worse_w"]:  # a detour is judged by its own path (below), not by its candidates
+            alone = alone | (self.detour_only & need)
         # changed core pairs with their lower bounds (a bound not computed before was not
         # read before), and their rows and columns: shared by the blocks of one update
         key = tuple(m for m in self.variant.bounds() if m in chg["lb"])
@@ -821,23 +873,26 @@ class _Best:
             lbm = chg["path"].copy()
             for metric in key:
                 lbm |= chg["lb"][metric]
-            memo[key] = (lbm, lbm.any(axis=1), lbm.any(axis=0))
-        lbm, rows_any, cols_any = memo[key]
-        # only pairs with a changed candidate: a source POP with a changed row, a
-        # destination POP with a changed column
-        src = (rows_any[Ac] & valid).any(axis=1)
-        dst = (cols_any[Ac] & valid).any(axis=1)
-        S, D = np.nonzero(need & src[:, None] & dst[None, :])
+            memo[key] = lbm
+        lbm = memo[key]
+        # per tenant (all its pairs at once, shared by its blocks' Bests): which candidates'
+        # core pairs changed [s, d, i, j], and which pairs have one whose path or bounds did
+        tkey = (id(t), key)
+        got = memo.get(tkey)
+        if got is None:
+            vv = valid[:, None, :, None] & valid[None, :, None, :]
+            ia, ib = Ac[:, None, :, None], Ac[None, :, None, :]
+            cc_all = chg["path"][ia, ib] & vv
+            got = memo[tkey] = (cc_all, cc_all.any(axis=(2, 3)), (lbm[ia, ib] & vv).any(axis=(2, 3)))
+        cc_all, cc_any, lb_any = got
+        S, D = np.nonzero(need & lb_any)  # lbm covers the changed paths too
         if len(S):
-            vv = valid[S][:, :, None] & valid[D][:, None, :]
-            a, b = Ac[S][:, :, None], Ac[D][:, None, :]
-            cc = chg["path"][a, b] & vv  # [P, K, K]
             sp = (special & ~alone)[S, D]
-            hit_sp = sp & (lbm[a, b] & vv).any(axis=(1, 2))
-            out[S[hit_sp], D[hit_sp]] = True
-            plain = ~sp & cc.any(axis=(1, 2))
+            out[S[sp], D[sp]] = True
+            plain = ~sp & cc_any[S, D]
             if plain.any():
-                S2, D2, cc2 = S[plain], D[plain], cc[plain]
+                S2, D2 = S[plain], D[plain]
+                cc2 = cc_all[S2, D2]
                 ed = self.ed
                 wc = ed.Wout[S2][:, :, None] + sol.D[Ac[S2][:, :, None], Ac[D2][:, None, :]]
                 np.minimum(wc, INF, out=wc)
@@ -845,7 +900,7 @@ class _Best:
                 np.minimum(wc, INF, out=wc)
                 K = A.shape[1]
                 w_old = self.w[S2, D2][:, None, None]
-                old = self.flat[S2, D2, :K * K].reshape(-1, K, K)
+                old = self.flat[self.pidx[S2, D2], :K * K].reshape(-1, K, K)
                 bad = cc2 & (((old == w_old) & (w_old < INF)) | ((wc <= w_old) & (wc < INF)))
                 if self.drop_masks is not None:  # a candidate from or to a dropped POP is never read
                     dm = self.drop_masks[S2, D2]
@@ -887,8 +942,12 @@ class _Best:
             D0 = np.array([k[1] for k in todo], dtype=np.int64)
             at_src = (may[Ac[S0], D0[:, None]] & valid[S0]).any(axis=1).tolist()
             exact, rest = [], []
+            # a search that found its path: only the partial paths that decided it matter
+            # (the others, crossing worse arcs or with grown bounds, only come later)
+            ref = {key: self.searched_matter[key] if self.explicit.get(key) is not None else self.searched[key]
+                   for key in todo}
             for q, key in enumerate(todo):
-                if not arcs.isdisjoint(self.searched[key]):
+                if not arcs.isdisjoint(ref[key]):
                     out[key] = True
                 elif at_src[q]:
                     exact.append(key)
@@ -898,7 +957,7 @@ class _Best:
                 C = self.eng.C
                 cols, owner = [], []
                 for i, key in enumerate(rest):
-                    cs = [c for _p, c in self.searched[key] if c < C]
+                    cs = [c for _p, c in ref[key] if c < C]
                     cols += cs
                     owner += [i] * len(cs)
                 dcol = np.array([key[1] for key in rest], dtype=np.int64)
@@ -917,23 +976,32 @@ class _Best:
                 moved |= arr != new[metric][0]
                 src_moved |= np.array([x != y for x, y in zip(at, new[metric][1])], dtype=bool)
             C = self.eng.C
+            # a search that found its path pops the same partial paths in the same order
+            # when none crosses a changed arc, their keys (weight bounds) stayed and each
+            # still passes the bound checks it passed when pushed; bounds only grew, so no
+            # entry it did not pop can come earlier, and its path keeps the source feasible
+            moved_w = old["weight"][0] != new["weight"][0]
             for q, key in enumerate(todo):
-                if src_moved[q]:  # the bounds at the source decide whether to search at all
+                found = self.explicit.get(key) is not None
+                if not found and src_moved[q]:  # the bounds at the source decide whether to search at all
                     out[key] = True
                     continue
-                row = moved[q]
-                for par, col in self.searched[key]:
+                row = moved_w[q] if found else moved[q]
+                popped = self.searched[key]
+                for par, col in (ref[key] if found else popped):
                     if (col < C and row[col]) or (par, col) in arcs:
+                        out[key] = True
+                        break
+                    if found and col < C and moved[q, col] and not self._still_pushed(popped[(par, col)], new, q, col):
                         out[key] = True
                         break
         if self.replaced:
             cores = self.eng.cores
             arcs = {(cores[u], cores[v]) for u, v in zip(*(x.tolist() for x in chg["arcs"]))}
             tails = {u for u, _v in arcs}
-            todo = special & ~out
-            for key, path in self.replaced.items():
-                if not todo[key]:
-                    continue
+            todo = special & ~out & self.replaced_mask
+            for key in zip(*(x.tolist() for x in np.nonzero(todo))):
+                path = self.replaced[key]
                 if not chg["worse_w"]:
                     out[key] = True
                 elif path is not None and not tails.isdisjoint(path) and any(
@@ -1049,9 +1117,12 @@ def _search_batch(eng, variant, sol, queries, limit):
     exactly as the scalar search does; what is vectorised is building the children of all
     the expansions of one round (the same IEEE operations in the same order; the loss
     bound, which goes through log/expm1, is re-checked with ``math`` wherever numpy and
-    libm could round differently).  Returns ``[(Choice or None, why)]`` and, per query, the set of
-    arcs (parent core or -1 for the source, core or C for the destination) of the partial
-    paths it popped: what a later change must miss for the search to run the same.
+    libm could round differently).  Returns ``[(Choice or None, why)]`` and, per query,
+    ``(popped, decisive)``: the arcs (parent core or -1 for the source, core or C for the
+    destination) of the partial paths it popped, each with the extreme sums of those paths
+    (what a later change must miss for the search to run the same), and the arcs of the
+    partial paths that discarded another as dominated or were the answer (when arcs only
+    get worse, the others can only be popped later or not at all, which changes nothing).
     """
     C, cores, index, cpos = eng.C, eng.cores, eng.net.index, eng.cpos
     bounds = variant.bounds()
@@ -1077,7 +1148,13 @@ def _search_batch(eng, variant, sol, queries, limit):
     dsts: List[str] = []
     dlinks: List[Dict[int, List[int]]] = []
     results: List[Any] = [None] * Q
-    popped: List[set] = [set() for _q in range(Q)]
+    # per query: arc (parent core or -1, core or C) -> the extreme partial sums (latency,
+    # jitter, kept fraction, hops) of the partial paths popped over it (None at C)
+    popped: List[dict] = [{} for _q in range(Q)]
+    # per query: the partial paths (core positions, C for the destination) that discarded
+    # another as dominated, and the path found: what a later change must leave alone (see
+    # ``_Best.dirty``)
+    matter: List[set] = [set() for _q in range(Q)]
     push, pop = heapq.heappush, heapq.heappop
     for q, (s, d, drop_nodes, drop_links, lbs, ed, _arcs) in enumerate(queries):
         t = ed.t
@@ -1156,15 +1233,22 @@ def _search_batch(eng, variant, sol, queries, limit):
                 if pos + 1 < b.n:
                     push(heap, (b.f[i + 1], b.w[i + 1], b.ranks + (rank_q[b.cols[i + 1]],), b, pos + 1))
                 col = b.cols[i]
-                popped_q.add((b.pcols[-1] if b.pcols else -1, col))
+                arc = (b.pcols[-1] if b.pcols else -1, col)
                 if col == C:
+                    popped_q[arc] = None
                     path = b.path + (dsts[q],)
                     if _admits(q_arcs[q], path, variant):
                         results[q] = (Choice(variant, list(path), path_metrics(q_arcs[q], path, variant)), "")
+                        matter[q].add(b.pcols + (C,))
                         break
                     continue
                 lat, jit, keep = b.lat[i], b.jit[i], b.keep[i]
                 hops = b.hops + 1
+                ext = popped_q.get(arc)
+                if ext is None:
+                    popped_q[arc] = (lat, jit, keep, hops)
+                elif lat > ext[0] or jit > ext[1] or keep < ext[2] or hops > ext[3]:
+                    popped_q[arc] = (max(lat, ext[0]), max(jit, ext[1]), min(keep, ext[2]), max(hops, ext[3]))
                 r0, r1 = (lat if max_lat is not None else 0.0), (jit if max_jit is not None else 0.0)
                 r2, r3 = (-keep if max_loss is not None else 0.0), (hops if max_hops is not None else 0)
                 here = settled_q.get(col)
@@ -1175,10 +1259,11 @@ def _search_batch(eng, variant, sol, queries, limit):
                     for o in here:
                         if o[0] <= r0 and o[1] <= r1 and o[2] <= r2 and o[3] <= r3:
                             dominated = True
+                            matter[q].add(o[4])
                             break
                     if dominated:
                         continue
-                here.append((r0, r1, r2, r3))
+                here.append((r0, r1, r2, r3, b.pcols + (col,)))
                 expanded[q] += 1
                 if expanded[q] > limit:
                     results[q] = (None, _LIMIT_WHY % limit)
@@ -1248,7 +1333,14 @@ def _search_batch(eng, variant, sol, queries, limit):
             push(heaps[q], (lists[1][start], lists[2][start], e[9] + (rank_l[q][lists[0][start]],), b, 0))
             start += n
         active = [q for q in active if results[q] is None]
-    return results, popped
+    out = []
+    for ex, paths in zip(popped, matter):
+        arcs = set()
+        for pcols in paths:
+            arcs.add((-1, pcols[0]))
+            arcs.update(zip(pcols, pcols[1:]))
+        out.append((ex, arcs))
+    return results, out
 
 
 def _unpack(masks, C):
@@ -1558,33 +1650,41 @@ class FastEngine:
         if self._views is None or (core_changed and inv.pce.backup not in ("node", "none")):
             return self._compute(*self._last_args)  # link backups are searched when materialised
         current = normalise_current(self._last_args[2])
-        stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0, "incremental": True}
+        stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0, "incremental": True, "choice_pairs": 0, "backup_pairs": 0}
         views, built = [], []
 
-        def block(view, only=None):
-            built.append(_Block(self, view.tname, view.tc, current, stats, only=only, build=False))
+        def block(view, only=None, backup_dirty=None, prev=None):
+            built.append(_Block(self, view.tname, view.tc, current, stats, only=only, build=False,
+                                backup_dirty=backup_dirty, prev=prev))
             return built[-1]
         for view in self._views:
             if view.tname in touched:
                 view = _BlockView.full(block(view))
             elif core_changed:
-                dirty = view.dirty(self)
-                if len(view.layers) >= _MAX_LAYERS and dirty.any():  # compact: one layer again
+                dirty, bk_dirty = view.dirty(self)
+                if len(view.layers) >= _MAX_LAYERS and (dirty | bk_dirty).any():  # compact: one layer again
                     view = _BlockView.full(block(view))
-                elif dirty.any():
-                    view = view.with_layer(block(view, dirty))
+                elif (dirty | bk_dirty).any():
+                    view = (view, block(view, dirty, bk_dirty, view))  # a layer, added once built
             views.append(view)
         _build_blocks(built)  # the recomputed pairs of all blocks, their searches batched
-        self._views = views
-        return _LazyPathSet(views, stats)
+        self._views = [v[0].with_layer(v[1]) if isinstance(v, tuple) else v for v in views]
+        return _LazyPathSet(self._views, stats)
 
 
 class _Block:
     """Pairs of one tenant and traffic class (all, or ``only`` those): choices,
     hysteresis, backups.  It keeps the network it was computed from (``net``, ``ref``), so
-    that its results are a snapshot of those measurements."""
+    that its results are a snapshot of those measurements.
 
-    def __init__(self, eng: FastEngine, tname: str, tc, current, stats, only=None, build=True):
+    An update's layer (``prev``: the view it goes over) computes the choices of ``only``
+    and the backups of ``bk_only``: the pairs whose backup search may answer differently
+    (``backup_dirty``) and those of ``only`` whose primary path or variant changed.  A pair
+    whose backup alone may change keeps its primary from ``prev`` (``borrowed``); a pair
+    whose primary was recomputed the same keeps its backup there."""
+
+    def __init__(self, eng: FastEngine, tname: str, tc, current, stats, only=None, build=True,
+                 backup_dirty=None, prev: "Optional[_BlockView]" = None):
         self.eng, self.tname, self.tc = eng, tname, tc
         self.net, self.ref = eng.net, eng.ref
         t = eng.tenant_struct(tname)
@@ -1597,6 +1697,10 @@ class _Block:
         open_ = np.ones((E, E), dtype=bool) if only is None else only.copy()
         open_[idx, idx] = False
         self.only = open_.copy()
+        self.prev = prev
+        self.backup_dirty = backup_dirty
+        self.bk_only = open_.copy()  # pairs whose backup this block computes (see _backup_pairs)
+        self.borrowed: Dict[Tuple[int, int], _Block] = {}  # pair -> the layer of prev with its primary
         self.level = np.full((E, E), -1, dtype=np.int64)  # index into the profile chain
         self.vi = np.full((E, E), -1, dtype=np.int64)  # variant index within the level
         self.direct = np.zeros((E, E), dtype=bool)  # chosen by the direct-path rule
@@ -1653,10 +1757,15 @@ class _Block:
         if self.current:
             self._hysteresis()
         if self.net.inventory.pce.backup != "none":
+            if self.prev is not None:
+                self._backup_pairs()
             yield from self._backups()
         for b in self.best.values():
             stats["slow_pairs"] += b.slow
-        stats["pairs"] += int(self.only.sum())
+        stats["pairs"] += int((self.only | self.bk_only).sum())
+        if "choice_pairs" in stats:  # an update: what it recomputed of each pair
+            stats["choice_pairs"] += int(self.only.sum())
+            stats["backup_pairs"] += int(self.bk_only.sum()) if self.net.inventory.pce.backup == "node" else 0
 
     def _explain_failures(self, profile, vs, bests, failed):
         """The reference's words for why a level failed (pce.choose_chain / diagnose)."""
@@ -1759,13 +1868,89 @@ class _Block:
                 self.vi[s, d] = self.variants[int(self.level[s, d])].index(ch2.variant)
                 self.kept[(s, d)] = (kept, note)
 
-    def _primary_names(self, s, d) -> List[str]:
-        ch = self.final(s, d)
-        return ch.path if ch else []
+    def _primary_path(self, s, d) -> List[str]:
+        """The final primary path of a pair of this block (or borrowed), without metrics."""
+        got = self.borrowed.get((s, d))
+        if got is not None:
+            return got._primary_path(s, d)
+        if (s, d) in self.primary:
+            return self.primary[(s, d)].path
+        li = int(self.level[s, d])
+        if li < 0:
+            return []
+        if self.direct[s, d]:
+            return [self.names[s], self.names[d]]
+        return self.best[("chain", li, int(self.vi[s, d]))].path_of(s, d)
+
+    def _primary_masks(self, S, D):
+        """Transit-core masks ``[n, words]`` and direct flags ``[n]`` of the final primary
+        paths of pairs (``S[q]``, ``D[q]``) of this block: from the chain Best's candidate
+        and core solution where that gives the path, else from the path itself.  A node-
+        disjoint backup depends on nothing else of the primary (links between dropped
+        nodes are dropped with them)."""
+        eng = self.eng
+        n = len(S)
+        masks = np.zeros((n, (eng.C + 63) // 64), dtype=np.uint64)
+        direct = np.zeros(n, dtype=bool)
+        if not n:
+            return masks, direct
+        lv, vv, rule = self.level[S, D], self.vi[S, D], self.direct[S, D]
+        simple = (lv >= 0) & ~rule
+        direct[(lv >= 0) & rule] = True
+        keys = list(zip(S.tolist(), D.tolist()))
+        own, borrowed = [], []
+        for q, key in enumerate(keys):
+            if key in self.borrowed:
+                borrowed.append(q)
+            elif key in self.primary or (simple[q] and key in self.best[("chain", int(lv[q]), int(vv[q]))].explicit):
+                own.append(q)
+            else:
+                continue
+            simple[q] = False
+        A = self.eng.tenant_struct(self.tname)["A"]
+        Ac = np.where(A >= 0, A, 0)
+        K = A.shape[1]
+        for li, vi in {(int(x), int(y)) for x, y in zip(lv[simple], vv[simple])}:
+            q = np.nonzero(simple & (lv == li) & (vv == vi))[0]
+            b = self.best[("chain", li, vi)]
+            arg = b.arg[S[q], D[q]]
+            comb = arg < K * K
+            i, j = np.divmod(np.where(comb, arg, 0), K)
+            masks[q[comb]] = b.sol.mask[Ac[S[q[comb]], i[comb]], Ac[D[q[comb]], j[comb]]]
+            direct[q[~comb]] = True
+        for q in own:
+            path = self._primary_path(*keys[q])
+            direct[q] = len(path) == 2
+            for name in path[1:-1]:
+                c = eng.cpos[name]
+                masks[q, c // 64] |= np.uint64(1) << np.uint64(c % 64)
+        if borrowed:
+            q = np.array(borrowed, dtype=np.int64)
+            masks[q], direct[q] = self.prev.primary_masks(S[q], D[q])
+        return masks, direct
+
+    def _backup_pairs(self) -> None:
+        """``bk_only`` of an update's layer, and the primaries it borrows from ``prev``:
+        a pair of ``only`` keeps its backup where its primary's variant, transit cores and
+        directness are those of ``prev`` and its backup search would answer the same."""
+        prev = self.prev
+        S, D = np.nonzero(self.only)
+        new_m, new_d = self._primary_masks(S, D)
+        old_m, old_d = prev.primary_masks(S, D)
+        old_lv, old_vi = prev.chain_levels(S, D)
+        changed = np.zeros_like(self.only)
+        changed[S, D] = (self.level[S, D] != old_lv) | (self.vi[S, D] != old_vi) | (new_d != old_d) \
+            | (new_m != old_m).any(axis=1)
+        borrow = self.backup_dirty & ~self.only
+        S, D = np.nonzero(borrow)
+        self.level[S, D], self.vi[S, D] = prev.chain_levels(S, D)
+        for s, d in zip(S.tolist(), D.tolist()):
+            self.borrowed[(s, d)] = prev.layers[prev.owner[s, d]]
+        self.bk_only = changed | self.backup_dirty
 
     # -- backups (node-disjoint, vectorised per variant) ----------------------------------
     def _drops(self, s, d):
-        path = self._primary_names(s, d)
+        path = self._primary_path(s, d)
         links = set()
         for u, v in zip(path, path[1:]):
             links.add((u, v))
@@ -1782,40 +1967,14 @@ class _Block:
         made = []
         for li in range(len(self.chain)):
             for vi, variant in enumerate(self.variants[li]):
-                group = (self.level == li) & (self.vi == vi)
+                group = self.bk_only & (self.level == li) & (self.vi == vi)
                 if not group.any():
                     continue
                 masks = np.zeros((E, E, words), dtype=np.uint64)
                 is_direct = np.zeros((E, E), dtype=bool)
-                b = self.best.get(("chain", li, vi))
                 sol = eng.solution(variant)
-                A = np.where(self.eng.tenant_struct(self.tname)["A"] >= 0,
-                             self.eng.tenant_struct(self.tname)["A"], 0)
-                K = A.shape[1]
-                simple = group & ~self.direct
-                for key in list(self.primary) + (list(b.explicit) if b is not None else []):
-                    simple[key] = False
-                if b is not None and simple.any():
-                    S, D = np.nonzero(simple)
-                    arg = b.arg[S, D]
-                    comb = arg < K * K
-                    i, j = np.divmod(np.where(comb, arg, 0), K)
-                    m = sol.mask[A[S, i], A[D, j]]
-                    masks[S[comb], D[comb]] = m[comb]
-                    is_direct[S[~comb], D[~comb]] = True
-                is_direct |= group & self.direct & ~_keys_mask(E, self.primary)
-                for (s, d) in [k for k in list(self.primary) + (list(b.explicit) if b else [])
-                               if group[k]]:
-                    path = self._primary_names(s, d)
-                    if len(path) == 2:
-                        is_direct[s, d] = True
-                        masks[s, d] = 0
-                        continue
-                    masks[s, d] = 0
-                    for n in path[1:-1]:
-                        c = eng.cpos[n]
-                        masks[s, d, c // 64] |= np.uint64(1) << np.uint64(c % 64)
-                    is_direct[s, d] = False
+                S, D = np.nonzero(group)
+                masks[S, D], is_direct[S, D] = self._primary_masks(S, D)
                 bk = _Best(eng, self.tname, variant, sol, eng.edges(self.tname, variant), group.copy(),
                            masks, is_direct, self._drops, lazy=True)
                 self.best[("backup", li, vi)] = bk
@@ -1838,14 +1997,24 @@ class _Block:
             self.backup.update(dict.fromkeys(zip(S.tolist(), D.tolist()), lb))
 
     # -- what a change of core arcs can reach ---------------------------------------------
-    def dirty(self, eng: FastEngine, owned):
-        """Pairs of ``owned`` whose result may change after ``eng``'s core solutions were
-        repaired: any of this block's searches may answer differently for them, or the
-        current path that hysteresis judged crosses a changed arc."""
+    def _dirty_of(self, eng: FastEngine, owned, kinds):
         out = np.zeros_like(owned)
-        for b in self.best.values():
-            sol = eng._solutions.get(b.variant.prune_key)
-            out |= b.dirty(sol, owned) if sol is not None else (b.need & owned)
+        for key, b in self.best.items():
+            if key[0] in kinds:
+                sol = eng._solutions.get(b.variant.prune_key)
+                out |= b.dirty(sol, owned) if sol is not None else (b.need & owned)
+        return out
+
+    def dirty_backup(self, eng: FastEngine, owned):
+        """Pairs of ``owned`` whose backup search may answer differently after ``eng``'s core
+        solutions were repaired (for the same primary path)."""
+        return self._dirty_of(eng, owned, ("backup", "backup-loose"))
+
+    def dirty(self, eng: FastEngine, owned):
+        """Pairs of ``owned`` whose choice may change after ``eng``'s core solutions were
+        repaired: any of this block's searches for it may answer differently, or the
+        current path that hysteresis judged crosses a changed arc."""
+        out = self._dirty_of(eng, owned, ("chain", "diag"))
         if self.kept and eng._arc_chg is not None:
             chg, cpos = eng._arc_chg, eng.cpos
             for (s, d) in self.kept:
@@ -1855,7 +2024,9 @@ class _Block:
         return out
 
     # -- materialise --------------------------------------------------------------------
-    def result(self, s, d):
+    def result(self, s, d, bk_block: "Optional[_Block]" = None):
+        """The pair's PathResult; its node-disjoint backup is ``bk_block``'s (default: this
+        block's), the layer that computed it."""
         net = self.net
         settings = net.inventory.pce
         src, dst = self.names[s], self.names[d]
@@ -1867,7 +2038,7 @@ class _Block:
                                False, "", None, cur)
         kept, note = self.kept.get((s, d), (False, ""))
         if settings.backup == "node":
-            b = self.backup.get((s, d))
+            b = (bk_block or self).backup.get((s, d))
             bk = b.get(s, d)[0] if b is not None else None
         else:
             bk = self.ref.backup(self.tname, choice, src, dst, settings.max_candidates, settings.backup)
@@ -1914,51 +2085,84 @@ _MAX_LAYERS = 8  # a block with this many layers is recomputed whole by the next
 
 class _BlockView:
     """The answer for one tenant and traffic class as layers of ``_Block``s: ``owner[s, d]``
-    is the layer that computed pair (s, d) (a full compute has one layer; each update adds
-    one for the pairs it recomputed).  Layers are never changed once built."""
+    is the layer that computed the choice of pair (s, d), ``bk_owner[s, d]`` the one that
+    computed its backup (a full compute has one layer; each update adds one for the pairs
+    it recomputed).  Layers are never changed once built."""
 
-    def __init__(self, layers: List[_Block], owner):
+    def __init__(self, layers: List[_Block], owner, bk_owner):
         self.layers = layers
         self.owner = owner
+        self.bk_owner = bk_owner
         top = layers[-1]
         self.tname, self.tc, self.names, self.E = top.tname, top.tc, top.names, top.E
 
     @classmethod
     def full(cls, block: _Block) -> "_BlockView":
-        return cls([block], np.zeros((block.E, block.E), dtype=np.int64))
+        return cls([block], np.zeros((block.E, block.E), dtype=np.int64), np.zeros((block.E, block.E), dtype=np.int64))
 
     def with_layer(self, block: _Block) -> "_BlockView":
-        """This view with ``block``'s pairs taken from it; layers left with no pair dropped."""
-        owner = np.where(block.only, len(self.layers), self.owner)
+        """This view with ``block``'s choices and backups taken from it; layers left with
+        neither dropped."""
+        new = len(self.layers)
+        owner = np.where(block.only, new, self.owner)
+        bk_owner = np.where(block.bk_only, new, self.bk_owner)
         layers = self.layers + [block]
         idx = np.arange(self.E)
-        keep = np.zeros(len(layers), dtype=bool)
-        used = owner[~np.eye(self.E, dtype=bool)]
-        keep[np.unique(used)] = True
+        off = ~np.eye(self.E, dtype=bool)
+        used = np.bincount(owner[off], minlength=len(layers)) + np.bincount(bk_owner[off], minlength=len(layers))
+        keep = used > 0
         keep[-1] = True
         if not keep.all():
             remap = np.cumsum(keep) - 1
-            owner = remap[owner]
+            owner, bk_owner = remap[owner], remap[bk_owner]
             owner[idx, idx] = 0
+            bk_owner[idx, idx] = 0
             layers = [lay for lay, k in zip(layers, keep) if k]
-        return _BlockView(layers, owner)
+        return _BlockView(layers, owner, bk_owner)
+
+    def primary_masks(self, S, D):
+        """``_Block._primary_masks`` of pairs (``S[q]``, ``D[q]``), each from its chain's layer."""
+        own = self.owner[S, D]
+        masks = np.zeros((len(S), (self.layers[0].eng.C + 63) // 64), dtype=np.uint64)
+        direct = np.zeros(len(S), dtype=bool)
+        for i in np.nonzero(np.bincount(own))[0].tolist():
+            q = np.nonzero(own == i)[0]
+            masks[q], direct[q] = self.layers[i]._primary_masks(S[q], D[q])
+        return masks, direct
+
+    def chain_levels(self, S, D):
+        """(profile level, variant index) of pairs (``S[q]``, ``D[q]``), from their chain's layer."""
+        own = self.owner[S, D]
+        lv = np.empty(len(S), dtype=np.int64)
+        vi = np.empty(len(S), dtype=np.int64)
+        for i in np.nonzero(np.bincount(own))[0].tolist():
+            q = np.nonzero(own == i)[0]
+            lv[q], vi[q] = self.layers[i].level[S[q], D[q]], self.layers[i].vi[S[q], D[q]]
+        return lv, vi
 
     def dirty(self, eng: FastEngine):
+        """(pairs whose choice may change, pairs whose backup may change)."""
         out = np.zeros((self.E, self.E), dtype=bool)
+        bk = np.zeros((self.E, self.E), dtype=bool)
+        diag = np.arange(self.E)
         for i, layer in enumerate(self.layers):
             owned = self.owner == i
-            owned[np.arange(self.E), np.arange(self.E)] = False
+            owned[diag, diag] = False
             if owned.any():
                 out |= layer.dirty(eng, owned)
-        return out
+            owned = self.bk_owner == i
+            owned[diag, diag] = False
+            if owned.any():
+                bk |= layer.dirty_backup(eng, owned)
+        return out, bk
 
     def results(self):
-        layers, owner = self.layers, self.owner.tolist()
+        layers, owner, bk_owner = self.layers, self.owner.tolist(), self.bk_owner.tolist()
         for s in range(self.E):
-            row = owner[s]
+            row, bk_row = owner[s], bk_owner[s]
             for d in range(self.E):
                 if s != d:
-                    yield layers[row[d]].result(s, d)
+                    yield layers[row[d]].result(s, d, layers[bk_row[d]])
 
 
 def _fork_network(net: Network) -> Network:
@@ -1968,13 +2172,6 @@ def _fork_network(net: Network) -> Network:
     out.core_arcs = dict(net.core_arcs)
     out.measurements = dict(net.measurements)
     out.tenant_arcs = dict(net.tenant_arcs)
-    return out
-
-
-def _keys_mask(E, keys):
-    out = np.zeros((E, E), dtype=bool)
-    for k in keys:
-        out[k] = True
     return out
 
 
