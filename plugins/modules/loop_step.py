@@ -17,13 +17,16 @@ description:
     results.
   - C(epoch) starts a loop - takes the next epoch from the bundle repository in
     O(state_dir) and returns it with the time probing starts.
-  - C(ingest) stores each node's samples (O(samples)) as one batch per node and epoch.
+  - C(ingest) stores each node's samples (O(samples)) as one batch per node and epoch;
+    from the probe results in O(samples_dir) it also notes how the edges' tunnel targets
+    were probed (RV(probe)), which the C(report) step puts in its C(probe) step.
   - C(compute) reads the loop's measurements from the store and computes the paths
     (the previous loop's paths are the current ones, for hysteresis); they are kept in
     O(state_dir) for the next steps.
   - C(render) makes one bundle per node in O(nodes) and publishes them in the repository
     (not in check mode); returns them with the bundle each node had before.
-  - C(report) writes the report (not in check mode) and returns it with a text summary.
+  - C(report) writes the report (not in check mode) and returns it with a text summary;
+    its C(probe) step holds what C(ingest) noted (RV(probe) and RV(ingested)).
 options:
   step:
     description: The step.
@@ -55,8 +58,9 @@ options:
     type: dict
   samples_dir:
     description:
-      - For C(ingest), a directory of C(<node>.json) files C({"node", "samples"}) as
-        C(playbooks/probe.yml) writes them (read on the controller), added to O(samples).
+      - For C(ingest), a directory of C(<node>.json) files C({"node", "samples", "paths"}) as
+        C(playbooks/probe.yml) writes them (read on the controller), added to O(samples);
+        their C(paths) (RV(galactic.npms.probe#module:paths)) give RV(probe).
     type: path
   nodes:
     description: The nodes to render bundles for.
@@ -111,6 +115,15 @@ ingested:
   description: Samples, accepted, rejected, nodes (step ingest).
   returned: step ingest
   type: dict
+probe:
+  description:
+    - How the edges' tunnel targets of the probe files in O(samples_dir) were probed (step ingest).
+      C(via) counts those probed inside their tunnel (C(tunnel)) and over the underlay
+      (C(underlay)); C(underlay_because) says why for each of the latter.
+    - The same notes as the probe step of C(npms loop); the C(report) step adds them to its C(probe) step.
+  returned: step ingest
+  type: dict
+  sample: {"via": {"tunnel": 6, "underlay": 2}, "underlay_because": ["edge-ber -> core-fra (acme): wg1-7-2: no such interface here"]}
 measurements:
   description: Window aggregates the path engine read (step compute).
   returned: step compute
@@ -150,8 +163,8 @@ try:
     from ansible_collections.galactic.npms.plugins.module_utils.npms.bundle import BundleRepo
     from ansible_collections.galactic.npms.plugins.module_utils.npms.inventory import InventoryError, load_inventory
     from ansible_collections.galactic.npms.plugins.module_utils.npms.loop import (compute_step, finish_step, ingest_step,
-                                                                                  load_json, read_samples_dir, render_step,
-                                                                                  summary_text)
+                                                                                  load_json, probe_summary, read_probe_dir,
+                                                                                  render_step, summary_text)
     IMPORT_ERROR = None
 except ImportError as exc:  # numpy, sqlalchemy...
     IMPORT_ERROR = exc
@@ -203,9 +216,11 @@ def main():
     if p["epoch"] is None:
         module.fail_json(msg=f"step {step}: no epoch given and no loop started in {state_dir} (run step epoch first)")
     pending = os.path.join(state_dir, f"paths-{p['epoch']}.json")
+    probe_notes = os.path.join(state_dir, f"probe-{p['epoch']}.json")  # from ingest, for the report's probe step
     if module.check_mode:  # scratch outside the state directory: check mode leaves it as it was
         tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:16]
         pending = os.path.join(tempfile.gettempdir(), f"npms-loop-check-{tag}-{p['epoch']}.json")
+        probe_notes = os.path.join(tempfile.gettempdir(), f"npms-loop-check-{tag}-probe-{p['epoch']}.json")
     inv = None
     if p["inventory"]:
         try:
@@ -219,16 +234,22 @@ def main():
         try:
             if step == "ingest":
                 samples = dict(p["samples"] or {})
+                results = {}
                 if p["samples_dir"]:
                     try:
-                        samples.update(read_samples_dir(p["samples_dir"]))
+                        results = read_probe_dir(p["samples_dir"])
                     except ValueError as exc:
                         module.fail_json(msg=str(exc))
+                    samples.update({node: r["samples"] for node, r in results.items()})
                 p["samples"] = samples
+                probed = probe_summary(results)
                 if module.check_mode:
-                    module.exit_json(changed=False, epoch=p["epoch"], ingested={"samples": sum(len(v or []) for v in (p["samples"] or {}).values())})
-                got = ingest_step(store, p["samples"] or {}, p["epoch"])
-                module.exit_json(changed=got["accepted"] > 0, epoch=p["epoch"], ingested=got)
+                    got = {"samples": sum(len(v or []) for v in (p["samples"] or {}).values())}
+                else:
+                    got = ingest_step(store, p["samples"] or {}, p["epoch"])
+                with open(probe_notes, "w", encoding="utf-8") as fh:
+                    json.dump(dict(probed, **got), fh)
+                module.exit_json(changed=got.get("accepted", 0) > 0, epoch=p["epoch"], ingested=got, probe=probed)
             computed = compute_step(inv, store, state_dir, time.time(), since=p["since"])
         finally:
             store.close()
@@ -242,9 +263,15 @@ def main():
         rendered = render_step(inv, repo, p["epoch"], p["nodes"], computed["paths"], p["public_keys"], p["routes"],
                                publish=not module.check_mode)
         module.exit_json(changed=not module.check_mode, epoch=p["epoch"], bundles=rendered["bundles"], previous=rendered["previous"])
+    steps = dict(p["steps"] or {})
+    noted = load_json(probe_notes, None)
+    if isinstance(noted, dict):  # what ingest noted; notes given in O(steps) win
+        steps["probe"] = dict(noted, **(steps.get("probe") or {}))
     report = finish_step(state_dir, p["epoch"], computed["paths"], computed["previous"], p["node_results"] or {},
-                         p["steps"] or {}, computed["measurements"], check_mode=module.check_mode)
+                         steps, computed["measurements"], check_mode=module.check_mode)
     os.unlink(pending)
+    if noted is not None:
+        os.unlink(probe_notes)
     module.exit_json(changed=not module.check_mode, epoch=p["epoch"], report=report, summary=summary_text(report))
 
 

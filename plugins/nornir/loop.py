@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from nornir.core.filter import F
 
 from npms.bgp import route_table
 from npms.bundle import BundleRepo
-from npms.loop import compute_step, finish_step, ingest_step, loop_lock, render_step
+from npms.loop import compute_step, finish_step, ingest_step, loop_lock, probe_summary, render_step
 from npms.probe import probe_targets
 
 from .tasks import bgp_routes, deploy_bundle, overlay_keys, probe, probe_responder
@@ -79,23 +79,16 @@ def _run(nr: Any, inv: Any, s: LoopSettings, store: Any) -> Dict[str, Any]:
     if s.probes:
         up = routers.run(on_failed=True, task=probe_responder, state="started", dry_run=False)
         res = routers.run(on_failed=True, task=_probe_adjacent, inventory=inv, count=s.probe_count, interval=s.probe_interval_s)
-        samples: Dict[str, Any] = {}
-        via: Dict[str, int] = {}  # edges' tunnel targets: probed inside the tunnel or over the underlay
-        fallbacks: List[str] = []  # why a tunnel target went over the underlay
+        results: Dict[str, Dict[str, Any]] = {}
         for host, r in res.items():
             if r.failed:
                 node_results.setdefault(host, {})["probe_error"] = str(r[0].exception)
                 continue
             out = r[1].result if len(r) > 1 else r[0].result
-            samples[host] = out.get("samples", []) if isinstance(out, dict) else []
-            for path in out.get("paths", []) if isinstance(out, dict) else []:
-                if path["via"] != "tunnel" and not path.get("reason"):
-                    continue  # not a tunnel target (core to core)
-                via[path["via"]] = via.get(path["via"], 0) + 1
-                if path.get("reason"):
-                    fallbacks.append(f"{host} -> {path['dst']} ({path.get('tenant')}): {path['reason']}")
+            results[host] = out if isinstance(out, dict) else {}
+        samples = {host: out.get("samples", []) for host, out in results.items()}
         ingested = ingest_step(store, samples, epoch) if not s.check_mode else {"samples": sum(map(len, samples.values()))}
-        step("probe", t, responders_failed=sorted(_failed(up)), via=via, underlay_because=sorted(fallbacks), **ingested)
+        step("probe", t, responders_failed=sorted(_failed(up)), **probe_summary(results), **ingested)
     now = time.time()
     # keys and routes
     t = time.monotonic()

@@ -208,10 +208,34 @@ def ingest_step(store: Any, samples_by_node: Mapping[str, Sequence[Any]], epoch:
     return out
 
 
-def read_samples_dir(directory: str) -> Dict[str, List[Any]]:
-    """``{node: samples}`` from the ``<node>.json`` files ``playbooks/probe.yml`` writes
-    (``{"node", "samples", ...}``); a file of another shape is a ValueError naming it."""
-    out: Dict[str, List[Any]] = {}
+def probe_summary(results_by_node: Mapping[str, Any]) -> Dict[str, Any]:
+    """How the edges' tunnel targets were probed, for the probe step's notes:
+    ``{"via": {"tunnel": n, "underlay": m}, "underlay_because": ["<node> -> <dst>
+    (<tenant>): <reason>", ...]}`` from each node's probe result (``{"paths": [...]}``
+    as :func:`npms.probe.run_request` returns it).
+
+    A target probed over the underlay without a ``reason`` named no tunnel (core to
+    core): not counted.  A node without a result (its probe failed: None, an error) adds
+    nothing; the runner reports its error.  ``via`` holds only the ways seen."""
+    via: Dict[str, int] = {}
+    because: List[str] = []
+    for node, result in sorted(results_by_node.items()):
+        paths = result.get("paths") if isinstance(result, Mapping) else None
+        for path in paths or []:
+            if path.get("via") != "tunnel" and not path.get("reason"):
+                continue
+            way = str(path.get("via") or "underlay")  # a reason means the tunnel was not taken
+            via[way] = via.get(way, 0) + 1
+            if path.get("reason"):
+                because.append(f"{node} -> {path.get('dst')} ({path.get('tenant')}): {path['reason']}")
+    return {"via": via, "underlay_because": sorted(because)}
+
+
+def read_probe_dir(directory: str) -> Dict[str, Dict[str, Any]]:
+    """``{node: probe result}`` from the ``<node>.json`` files ``playbooks/probe.yml``
+    writes (``{"node", "samples", "paths", ...}``); a file of another shape is a
+    ValueError naming it."""
+    out: Dict[str, Dict[str, Any]] = {}
     if not os.path.isdir(directory):
         return out
     for name in sorted(os.listdir(directory)):
@@ -220,8 +244,13 @@ def read_samples_dir(directory: str) -> Dict[str, List[Any]]:
         data = load_json(os.path.join(directory, name), None)
         if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
             raise ValueError(f"{directory}/{name}: not a samples file (expected {{node, samples}})")
-        out[str(data.get("node") or name[:-5])] = data["samples"]
+        out[str(data.get("node") or name[:-5])] = data
     return out
+
+
+def read_samples_dir(directory: str) -> Dict[str, List[Any]]:
+    """``{node: samples}`` from the files :func:`read_probe_dir` reads."""
+    return {node: data["samples"] for node, data in read_probe_dir(directory).items()}
 
 
 def compute_step(inv: Inventory, store: Any, state_dir: str, now: float, since: Optional[float] = None) -> Dict[str, Any]:
