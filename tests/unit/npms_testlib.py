@@ -2,7 +2,7 @@
 # Copyright (c) galactic.npms contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helpers shared by the CLI, plugin and resource tests: paths, a tiny inventory to break,
-captured command outputs."""
+captured command outputs and a fake node that answers with them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from npms.runner import CommandError, Result, Runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "inventory", "lab")
@@ -111,3 +113,55 @@ def outputs_of(text: str) -> Dict[Tuple[str, ...], str]:
         elif current is not None:
             out[current] += line + "\n"
     return out
+
+
+class FakeRunner(Runner):
+    """A node that answers show commands from captures and records every other command.
+
+    ``captures`` are ``tests/fixtures/<directory>/<name>.txt`` files, after the ``base``
+    ones (``node``: the SRv6 tests' node), then ``overrides`` (``{argv: output}``).  As
+    on a node where npms made nothing that is not captured: ``ip -j -6 route get`` of
+    another address is unreachable, and ``nft ... list`` of another table or map is
+    "No such file or directory".  Every other command succeeds with no output and is
+    recorded in ``ran`` (its text, with its input as a here-document) and ``argvs``;
+    the first command containing each string of ``fail`` fails once (so that its undo
+    works) with a real iproute2 message.  ``reads`` are the show commands answered."""
+
+    where = "fake"
+
+    def __init__(self, *captures: str, overrides: Optional[Dict[Tuple[str, ...], str]] = None, fail: Sequence[str] = (),
+                 directory: str = "srv6_linux", base: Sequence[str] = ("node",)):
+        self.outputs: Dict[Tuple[str, ...], str] = {}
+        for name in tuple(base) + captures:
+            self.outputs.update(outputs_of(capture(directory, name)))
+        self.outputs.update(overrides or {})
+        self.fail = list(fail)
+        self.ran: List[str] = []
+        self.argvs: List[Tuple[str, ...]] = []
+        self.reads: List[Tuple[str, ...]] = []
+
+    def run(self, argv, stdin=None, check=True, timeout=60.0, env=None):
+        argv = tuple(str(a) for a in argv)
+        if argv in self.outputs:
+            self.reads.append(argv)
+            return Result(argv, 0, self.outputs[argv], "")
+        if argv[:5] == ("ip", "-j", "-6", "route", "get"):
+            self.reads.append(argv)
+            return self._result(argv, 2, "RTNETLINK answers: Network is unreachable", check)
+        if argv[0] == "nft" and "list" in argv:
+            self.reads.append(argv)
+            listed = " ".join(argv[argv.index("list"):])  # nft names the object it did not find
+            return self._result(argv, 1, f"Error: No such file or directory\n{listed}\n", check)
+        text = shlex.join(argv) + (f" <<'EOF'\n{stdin}EOF" if stdin is not None else "")
+        self.ran.append(text)
+        self.argvs.append(argv)
+        for pattern in self.fail:
+            if pattern in text:
+                self.fail.remove(pattern)  # once: the undo of the same command works
+                return self._result(argv, 2, "RTNETLINK answers: File exists", check)
+        return Result(argv, 0, "", "")
+
+    def _result(self, argv, rc, stderr, check):
+        if check:
+            raise CommandError(self.where, argv, rc, "", stderr)
+        return Result(argv, rc, "", stderr)

@@ -31,8 +31,8 @@ from npms.resources import srv6_bpf as B
 from npms.resources import srv6_linux as L
 from npms.resources.base import ResourceError
 from npms.resources.registry import build
-from npms.runner import CommandError, Result, Runner
-from npms_testlib import capture, outputs_of
+from npms.runner import Runner
+from npms_testlib import FakeRunner, capture, outputs_of
 
 SRC = "fc00:12::1"
 SEGS = ["fc00:0:2::1", "fc00:0:4::d4"]
@@ -329,6 +329,16 @@ def fake_config(monkeypatch, proc: Optional[str], boot: Optional[str], reads: Op
     monkeypatch.setattr(B, "gzip", SimpleNamespace(open=opener))
     monkeypatch.setattr(B, "open", opener, raising=False)
     monkeypatch.setattr(B.platform, "release", lambda: release)
+    B.kernel_config_seg6.cache_clear()  # the kernel's config is read once per process: this is another kernel
+
+
+@pytest.fixture(autouse=True)
+def no_config_of_another_test():
+    """A faked kernel config read by one test is not what the next one (or the rest of
+    the session, this machine's kernel) sees."""
+    B.kernel_config_seg6.cache_clear()
+    yield
+    B.kernel_config_seg6.cache_clear()
 
 
 @pytest.mark.parametrize("proc,boot,expected", CONFIG_CASES)
@@ -343,6 +353,28 @@ def test_encap_mode_follows_the_kernel(monkeypatch, proc, boot, expected):
     fake_config(monkeypatch, proc, boot)
     # only a kernel known to lack seg6 routes gets eBPF
     assert B.encap_mode() == ("bpf" if expected is False else "seg6")
+
+
+@pytest.mark.parametrize("proc,boot,expected", [c for c in CONFIG_CASES if c[0] is not None or c[1] is not None])
+def test_the_kernel_config_is_read_once(monkeypatch, proc, boot, expected):
+    """/proc/config.gz (or /boot/config-*) is decompressed once per process, however
+    often the resources ask; NPMS_SRV6_ENCAP is still read on every call."""
+    reads: List[str] = []
+    fake_config(monkeypatch, proc, boot, reads)
+    monkeypatch.delenv(B.ENV_MODE, raising=False)
+    assert B.kernel_config_seg6() is expected
+    first = list(reads)
+    assert first[0] == "/proc/config.gz"
+    assert B.kernel_config_seg6() is expected
+    assert B.encap_mode() == B.encap_mode() == ("bpf" if expected is False else "seg6")
+    assert reads == first  # read once: the file (or files, /proc first) of the first call
+    monkeypatch.setenv(B.ENV_MODE, "seg6" if expected is False else "bpf")  # set after the config was cached
+    assert B.encap_mode() == ("seg6" if expected is False else "bpf")
+    monkeypatch.delenv(B.ENV_MODE)
+    assert B.encap_mode() == ("bpf" if expected is False else "seg6")
+    assert reads == first
+    B.kernel_config_seg6.cache_clear()  # forgotten: read again
+    assert B.kernel_config_seg6() is expected and reads == first * 2
 
 
 @pytest.mark.parametrize("env,expected", [("bpf", "bpf"), ("seg6", "seg6"), (" BPF ", "bpf"), ("Seg6", "seg6")])
@@ -377,48 +409,6 @@ def test_resources_take_the_mode_from_env_or_from_their_setting(monkeypatch, nam
 
 
 # --- a fake node -------------------------------------------------------------------------------
-class FakeRunner(Runner):
-    """Answers show commands from captures; records every other command; fails the first
-    command containing each string of ``fail`` (with a real iproute2 message)."""
-
-    where = "fake"
-
-    def __init__(self, *captures: str, overrides: Optional[Dict[Tuple[str, ...], str]] = None, fail: Sequence[str] = ()):
-        self.outputs: Dict[Tuple[str, ...], str] = {}
-        for name in ("node",) + captures:
-            self.outputs.update(outputs_of(fixture(name)))
-        self.outputs.update(overrides or {})
-        self.fail = list(fail)
-        self.ran: List[str] = []
-        self.argvs: List[Tuple[str, ...]] = []
-        self.reads: List[Tuple[str, ...]] = []
-
-    def run(self, argv, stdin=None, check=True, timeout=60.0, env=None):
-        argv = tuple(str(a) for a in argv)
-        if argv in self.outputs:
-            self.reads.append(argv)
-            return Result(argv, 0, self.outputs[argv], "")
-        if argv[:5] == ("ip", "-j", "-6", "route", "get"):
-            self.reads.append(argv)
-            return self._result(argv, 2, "RTNETLINK answers: Network is unreachable", check)
-        if argv == L.NFT_SIDS_SHOW or argv[:3] == ("nft", "list", "table"):
-            self.reads.append(argv)
-            return self._result(argv, 1, "Error: No such file or directory\nlist map inet npms_sids sids\n", check)
-        text = shlex.join(argv) + (f" <<'EOF'\n{stdin}EOF" if stdin is not None else "")
-        self.ran.append(text)
-        self.argvs.append(argv)
-        for pattern in self.fail:
-            if pattern in text:
-                self.fail.remove(pattern)
-                return self._result(argv, 2, "RTNETLINK answers: File exists", check)
-        return Result(argv, 0, "", "")
-
-    def _result(self, argv, rc, stderr, check):
-        if check:
-            raise CommandError(self.where, argv, rc, "", stderr)
-        return Result(argv, rc, "", stderr)
-
-
 def bpf_resource(name: str, runner: Optional[Runner] = None) -> base.Resource:
     res = build(name, "linux", runner=runner or FakeRunner())
     res.encap = "bpf"

@@ -20,7 +20,7 @@ import copy
 import ipaddress
 import json
 import shlex
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import pytest
 
@@ -28,8 +28,8 @@ from npms.resources import base
 from npms.resources import srv6_linux as L
 from npms.resources.base import ResourceError
 from npms.resources.registry import build
-from npms.runner import CommandError, Result, Runner
-from npms_testlib import capture, outputs_of
+from npms.runner import Runner
+from npms_testlib import FakeRunner, capture, outputs_of
 
 
 @pytest.fixture(autouse=True)
@@ -41,45 +41,6 @@ def seg6_mode(monkeypatch):
 
 def fixture(name: str) -> str:
     return capture("srv6_linux", name)
-
-
-class FakeRunner(Runner):
-    """Answers show commands from captures; records every other command (and its
-    input); fails the first command containing each string of ``fail`` with a real
-    iproute2 message."""
-
-    where = "fake"
-
-    def __init__(self, *captures: str, fail: Sequence[str] = (), overrides: Optional[Dict[Tuple[str, ...], str]] = None):
-        self.outputs: Dict[Tuple[str, ...], str] = {}
-        for name in ("node",) + captures:
-            self.outputs.update(outputs_of(fixture(name)))
-        self.outputs.update(overrides or {})
-        self.fail = list(fail)
-        self.ran: List[str] = []
-        self.reads: List[Tuple[str, ...]] = []
-
-    def run(self, argv, stdin=None, check=True, timeout=60.0, env=None):
-        argv = tuple(str(a) for a in argv)
-        if argv in self.outputs:
-            self.reads.append(argv)
-            return Result(argv, 0, self.outputs[argv], "")
-        if argv[:5] == ("ip", "-j", "-6", "route", "get") or argv[:3] == ("nft", "list", "table") or argv == L.NFT_SHOW:
-            self.reads.append(argv)
-            err = "RTNETLINK answers: Network is unreachable" if argv[0] == "ip" else "Error: No such file or directory"
-            return self._result(argv, 2 if argv[0] == "ip" else 1, err, check=check)
-        text = shlex.join(argv) + (f" <<'EOF'\n{stdin}EOF" if stdin is not None else "")
-        self.ran.append(text)
-        for pattern in self.fail:
-            if pattern in text:
-                self.fail.remove(pattern)  # once: the undo of the same command works
-                return self._result(argv, 2, "RTNETLINK answers: File exists", check=check)
-        return Result(argv, 0, "", "")
-
-    def _result(self, argv, rc, stderr, check):
-        if check:
-            raise CommandError(self.where, argv, rc, "", stderr)
-        return Result(argv, rc, "", stderr)
 
 
 def resource(name: str, runner: Optional[Runner] = None) -> base.Resource:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gzip
 import ipaddress
 import os
@@ -74,9 +75,14 @@ class BpfError(OSError):
 
 
 # --- which encapsulation -------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def kernel_config_seg6() -> Optional[bool]:
     """Whether the running kernel was built with SRv6 lightweight tunnels (None: no
-    kernel config to read)."""
+    kernel config to read).
+
+    Read once per process: the running kernel's config does not change under it, and
+    /proc/config.gz is decompressed whole (every SRv6 resource asks, several times per
+    node and loop).  ``kernel_config_seg6.cache_clear()`` forgets it (tests)."""
     texts = []
     try:
         with gzip.open("/proc/config.gz", "rt", errors="replace") as fh:
@@ -97,7 +103,8 @@ def kernel_config_seg6() -> Optional[bool]:
 
 def encap_mode() -> str:
     """``seg6`` (iproute2 seg6 / seg6local routes) or ``bpf`` (this module), from
-    :data:`ENV_MODE` or else from the kernel's config (``seg6`` when it cannot be read)."""
+    :data:`ENV_MODE` (read on every call) or else from the kernel's config (read once,
+    ``seg6`` when it cannot be read)."""
     wanted = os.environ.get(ENV_MODE, "").strip().lower()
     if wanted:
         if wanted not in MODES:
