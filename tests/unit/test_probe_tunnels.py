@@ -16,8 +16,12 @@ lab's business."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -210,6 +214,88 @@ def test_without_a_runner_wg_runs_locally_for_that_interface_only(interfaces, tm
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     up, why = probe.tunnel_state("wg1-7-2")
     assert not up and "wg show" in why
+
+
+# ------------------------------------------------------------------ the standalone script
+def test_in_the_package_the_local_runner_is_npms_runner():
+    assert isinstance(probe._local_runner(), LocalRunner)
+
+
+RUNNER_CASES = [
+    # (argv, check, rc, stdout, stderr, raised)
+    (["true"], True, 0, "", "", None),
+    (["sh", "-c", "echo out; echo err >&2; exit 3"], False, 3, "out\n", "err\n", None),
+    (["sh", "-c", "echo out; echo err >&2; exit 3"], True, None, None, None, "exit 3: err"),
+    (["npms-no-such-command"], False, None, None, None, "exit 127: command not found: npms-no-such-command"),
+    (["sleep", "5"], False, None, None, None, "exit 124: timed out after 0.2 s"),
+]
+
+
+@pytest.mark.parametrize("argv, check, rc, stdout, stderr, raised", RUNNER_CASES,
+                         ids=["ok", "failed", "failed-checked", "missing", "timeout"])
+def test_the_scripts_runner_keeps_local_runners_contract(argv, check, rc, stdout, stderr, raised):
+    """What the script runs (wg, ping, iperf3) is read the same as through LocalRunner."""
+    results = []
+    for runner in (LocalRunner(), probe._ScriptRunner()):
+        if raised:
+            with pytest.raises(Exception, match=raised) as err:
+                runner.run(argv, check=check, timeout=0.2)
+            results.append(str(err.value))
+        else:
+            res = runner.run(argv, check=check, timeout=0.2)
+            assert (res.argv, res.rc, res.stdout, res.stderr, res.ok) == (tuple(argv), rc, stdout, stderr, rc == 0)
+            results.append(res)
+    assert str(results[0]) == str(results[1]) if raised else results[0].stdout == results[1].stdout
+
+
+def _script(tmp_path):
+    """probe.py copied alone, as probe_responder copies it to a node."""
+    script = tmp_path / probe.SCRIPT_NAME
+    with open(probe.__file__, encoding="utf-8") as src:
+        script.write_text(src.read())
+    return script
+
+
+def _fake_wg(bin_dir, log, age_s):
+    bin_dir.mkdir(exist_ok=True)
+    wg = bin_dir / "wg"
+    wg.write_text("#!/bin/sh\n"
+                  f"echo \"$@\" >> {log}\n"
+                  f"printf '{PEER_KEY}\\t%s\\n' \"$(( $(date +%s) - {age_s} ))\"\n")
+    wg.chmod(0o755)
+
+
+@pytest.mark.parametrize("wg_age_s, via, address, reason", [
+    (20, "tunnel", "::1", None),
+    (4000, "underlay", "127.0.0.1", "lo: latest handshake"),
+    (None, "underlay", "127.0.0.1", "lo: wg show: local: wg show lo latest-handshakes: exit 127: command not found: wg"),
+], ids=["fresh-handshake", "stale-handshake", "no-wg"])
+def test_the_standalone_script_checks_the_tunnel_and_pings(tmp_path, wg_age_s, via, address, reason):
+    """``python npms_probe.py run`` with no npms package to import from: wg and ping
+    still run (through the script's own runner), the tunnel is checked and the path
+    reported.  The "tunnel" is ``lo`` at ``::1``; its underlay ``127.0.0.1``."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "wg.log"
+    bin_dir.mkdir()
+    for tool in ("ping", "date"):  # and no wg but the fake one
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    if wg_age_s is not None:
+        _fake_wg(bin_dir, log, wg_age_s)
+    target = {"dst": "core-lon", "tenant": "acme", "address": "127.0.0.1", "kinds": ["icmp"],
+              "tunnel": {"interface": "lo", "address": "::1"}}
+    proc = subprocess.run([sys.executable, str(_script(tmp_path)), "run", "--src", "edge-ber", "--count", "2",
+                           "--interval", "0.2", "--targets", json.dumps([target])],
+                          cwd=tmp_path, env=dict(os.environ, PATH=str(bin_dir)), capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["errors"] == [] and out["failed_targets"] == []
+    (path,) = out["paths"]
+    assert (path["via"], path["address"]) == (via, address)
+    assert reason is None and "reason" not in path or reason in path["reason"]
+    (sample,) = out["samples"]
+    assert (sample["kind"], sample["src"], sample["dst"], sample["sent"], sample["received"]) == ("icmp", "edge-ber", "core-lon", 2, 2)
+    if wg_age_s is not None:
+        assert log.read_text() == "show lo latest-handshakes\n"  # this interface only
 
 
 # ------------------------------------------------------------------ the probe's address

@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 DEFAULT_UDP_PORT = 9876
 DEFAULT_TCP_PORT = 9877
@@ -672,9 +672,53 @@ def iperf_probe(target: str, seconds: int = 5, runner: Any = None, port: int = D
     return {"sent": 1, "received": 0, "error": "iperf3: server busy"}  # pragma: no cover
 
 
-def _local_runner() -> Any:
-    from .runner import LocalRunner  # pylint: disable=import-outside-toplevel
+class _ScriptResult(NamedTuple):
+    """:class:`npms.runner.Result`'s fields, for :class:`_ScriptRunner`."""
 
+    argv: Tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class _ScriptRunner:
+    """``npms.runner.LocalRunner`` for this file run as a script (the responder's copy on
+    a node, ``python npms_probe.py run``): there is no package to import it from.  Same
+    contract: a command that cannot start or times out raises, and so does a non-zero
+    exit with ``check``."""
+
+    where = "local"
+
+    def run(self, argv: Sequence[str], stdin: Optional[str] = None, check: bool = True, timeout: float = 60.0,
+            env: Optional[Mapping[str, str]] = None) -> _ScriptResult:
+        import subprocess  # pylint: disable=import-outside-toplevel
+
+        argv = tuple(str(a) for a in argv)
+        what = f"{self.where}: {' '.join(argv)}"
+        try:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
+                                  env=dict(os.environ, **env) if env else None, check=False)
+        except FileNotFoundError as exc:
+            raise ProbeError(f"{what}: exit 127: command not found: {exc.filename}") from None
+        except subprocess.TimeoutExpired:
+            raise ProbeError(f"{what}: exit 124: timed out after {timeout:g} s") from None
+        if check and proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ProbeError(f"{what}: exit {proc.returncode}: {tail[-1] if tail else 'no output'}")
+        return _ScriptResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def _local_runner() -> Any:
+    """A runner for this machine: ``npms.runner.LocalRunner``, or :class:`_ScriptRunner`
+    when this file runs as a script."""
+    try:
+        from .runner import LocalRunner  # pylint: disable=import-outside-toplevel
+    except ImportError:  # no parent package: the standalone script
+        return _ScriptRunner()
     return LocalRunner()
 
 
@@ -746,25 +790,19 @@ def parse_latest_handshakes(text: str) -> Optional[int]:
 
 def _wg_latest_handshakes(interface: str, runner: Any = None) -> Tuple[bool, str]:
     """``(ok, output or error)`` of ``wg show <interface> latest-handshakes``, through
-    ``runner`` or, without one, with subprocess (this file also runs standalone).
+    ``runner`` (default: this machine, :func:`_local_runner`).
 
     Only this one interface: ``wg show`` / ``wg show all`` connects to every
     wireguard-go socket of the machine (the directory is shared by all namespaces) and
     unlinks one that refuses, which a starting daemon's does for an instant."""
     argv = ["wg", "show", interface, "latest-handshakes"]
-    if runner is not None:
-        try:
-            res = runner.run(argv, check=False, timeout=10)
-        except Exception as exc:  # CommandError: wg missing, timed out  pylint: disable=broad-except
-            return False, str(exc)
-        return (True, res.stdout) if res.ok else (False, (res.stderr or res.stdout).strip() or f"exit {res.rc}")
-    import subprocess  # pylint: disable=import-outside-toplevel
-
+    if runner is None:
+        runner = _local_runner()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
+        res = runner.run(argv, check=False, timeout=10)
+    except Exception as exc:  # CommandError / ProbeError: wg missing, timed out  pylint: disable=broad-except
         return False, str(exc)
-    return (True, proc.stdout) if proc.returncode == 0 else (False, (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}")
+    return (True, res.stdout) if res.ok else (False, (res.stderr or res.stdout).strip() or f"exit {res.rc}")
 
 
 def tunnel_state(interface: str, runner: Any = None, now: Optional[float] = None,
