@@ -10,7 +10,9 @@ Measures
       time to materialise every result (``to_list()``), plus how many pairs the engine
       sent to its exact slow path (``PathSet.stats['slow_pairs']``);
   (b) incremental: one core link's measurements change in both directions (latency x3,
-      loss 2 %), time of ``FastEngine.update``; checked against a fresh full compute;
+      loss 2 %), time of ``FastEngine.update``; checked against a fresh full compute; then
+      the link back to its first measurements (not a target: arcs that got better), checked
+      against the first compute;
   (c) peak RSS;
   (d) the networkx baseline: the reference engine computing random pairs one by one for
       ``--baseline-seconds``, extrapolated to all pairs -> speedup_vs_networkx;
@@ -204,7 +206,11 @@ def main(argv=None):
     say("(b) incremental: %s (on %d primary paths) latency x3, loss 2 %% both ways: update %.3f s, "
         "materialise %.3f s; %d paths moved" % (out["incremental_link"], link_use, out["incremental_s"],
                                                 out["incremental_materialise_s"], moved))
-    say("    pairs recomputed by the update: %s of %d" % (out["incremental_recomputed_pairs"], len(pairs)))
+    st2 = getattr(paths2, "stats", {}) or {}
+    out["incremental_slow_pairs"] = st2.get("slow_pairs")
+    say("    pairs recomputed by the update: %s of %d (their choice: %s, their backup: %s; exact searches: %s)"
+        % (out["incremental_recomputed_pairs"], len(pairs), st2.get("choice_pairs"), st2.get("backup_pairs"),
+           st2.get("slow_pairs")))
     keyed = {(m.get("tenant"), m["src"], m["dst"]): m for m in ms}
     for m in changed:
         keyed[(m.get("tenant"), m["src"], m["dst"])] = m
@@ -215,6 +221,23 @@ def main(argv=None):
     if inc_mismatch:
         failures.append("incremental update differs from a full compute on %d results" % inc_mismatch)
     del paths2, inc_list, fresh_list
+    gc.collect()
+    # the same link back to its first measurements: arcs that got better, which an update
+    # judges with looser rules; its answer must be the first full compute's again
+    back = [m for m in ms if (m["src"], m["dst"]) in (link, link[::-1])]
+    t0 = time.perf_counter()
+    paths3 = eng.update(back)
+    out["incremental_back_s"] = round(time.perf_counter() - t0, 3)
+    out["incremental_back_recomputed_pairs"] = (getattr(paths3, "stats", {}) or {}).get("pairs")
+    back_list = paths3.to_list()
+    back_mismatch = sum(1 for a, b in zip(back_list, full_list) if a != b) + abs(len(back_list) - len(full_list))
+    out["incremental_back_mismatches"] = back_mismatch
+    say("    the link back to its first measurements: update %.3f s, %s pairs recomputed; vs the first full "
+        "compute: %s" % (out["incremental_back_s"], out["incremental_back_recomputed_pairs"],
+                         "identical" if not back_mismatch else "%d results differ" % back_mismatch))
+    if back_mismatch:
+        failures.append("the update back to the first measurements differs from the first compute on %d results" % back_mismatch)
+    del paths3, back_list
     gc.collect()
 
     # (c) peak RSS -------------------------------------------------------------------------

@@ -863,8 +863,7 @@ class _Best:
         # worse arcs only: a pair answered by an exact search alone is judged below by its
         # least-weight candidate (as a plain pair), its bounds and what the search popped
         alone = self.search_alone & need if chg["worse_all"] else np.zeros_like(need)
-        if chg["worse_w"]:  # a detour is judged by its own path (below), not by its candidates
-            alone = alone | (self.detour_only & need)
+        by_path = self.detour_only & need  # a detour is judged by its own path (below), not by its candidates
         # changed core pairs with their lower bounds (a bound not computed before was not
         # read before), and their rows and columns: shared by the blocks of one update
         key = tuple(m for m in self.variant.bounds() if m in chg["lb"])
@@ -887,9 +886,9 @@ class _Best:
         cc_all, cc_any, lb_any = got
         S, D = np.nonzero(need & lb_any)  # lbm covers the changed paths too
         if len(S):
-            sp = (special & ~alone)[S, D]
+            sp = (special & ~alone & ~by_path)[S, D]
             out[S[sp], D[sp]] = True
-            plain = ~sp & cc_any[S, D]
+            plain = ~sp & ~by_path[S, D] & cc_any[S, D]
             if plain.any():
                 S2, D2 = S[plain], D[plain]
                 cc2 = cc_all[S2, D2]
@@ -1000,14 +999,67 @@ class _Best:
             arcs = {(cores[u], cores[v]) for u, v in zip(*(x.tolist() for x in chg["arcs"]))}
             tails = {u for u, _v in arcs}
             todo = special & ~out & self.replaced_mask
-            for key in zip(*(x.tolist() for x in np.nonzero(todo))):
+            keys = list(zip(*(x.tolist() for x in np.nonzero(todo))))
+            through: Dict[Tuple[int, int], int] = {}
+            if keys and not chg["worse_w"]:
+                detours = [key for key in keys if self.detour_only[key]]
+                through = dict(zip(detours, self._through_changed(sol, chg, detours).tolist()))
+            for key in keys:
                 path = self.replaced[key]
-                if not chg["worse_w"]:
-                    out[key] = True
-                elif path is not None and not tails.isdisjoint(path) and any(
+                if path is not None and not tails.isdisjoint(path) and any(
                         (x, y) in arcs for x, y in zip(path, path[1:])):
                     out[key] = True
+                elif chg["worse_w"]:
+                    continue  # weights only grew: what it did not cross stayed, the rest got heavier
+                elif key not in through:  # answered by a search after the detour
+                    out[key] = True
+                elif through[key] < INF if path is None else through[key] <= self._path_weight(sol, key, path):
+                    # a path over a changed arc could now tie or win (or be the first path at all)
+                    out[key] = True
         return out
+
+    def _path_weight(self, sol, key, path) -> int:
+        """Weight of a path of pair ``key`` (names) under ``sol``'s arc weights."""
+        s, d = key
+        ed, cpos = self.ed, self.eng.cpos
+        if len(path) == 2:
+            return int(ed.Wd[s, d])
+        A = ed.t["A"]
+        i = int(np.nonzero(A[s] == cpos[path[1]])[0][0])
+        j = int(np.nonzero(A[d] == cpos[path[-2]])[0][0])
+        w = int(ed.Wout[s, i]) + int(ed.Win[d, j])
+        for x, y in zip(path[1:-2], path[2:-1]):
+            w += int(sol.W[cpos[x], cpos[y]])
+        return min(w, INF)
+
+    def _through_changed(self, sol, chg, keys):
+        """Per pair of ``keys``: a lower bound on the weight of any path over one of the
+        changed core arcs that avoids the pair's dropped nodes (INF: there is none), from the
+        unrestricted core distances of ``sol``."""
+        u, v = chg["arcs"]
+        wuv = sol.W[u, v]
+        live = wuv < INF
+        u, v, wuv = u[live], v[live], wuv[live]
+        if not keys or not len(u):
+            return np.full(len(keys), INF, dtype=np.int64)
+        S = np.array([k[0] for k in keys], dtype=np.int64)
+        D = np.array([k[1] for k in keys], dtype=np.int64)
+        t, ed = self.ed.t, self.ed
+        Ac = np.where(t["A"] >= 0, t["A"], 0)
+        a_bit = t.get("bits")
+        if a_bit is None:
+            a_bit = t["bits"] = _bits(Ac, sol.words)
+        dm = self.drop_masks[S, D]  # [P, words]
+        a_drop = ((a_bit[S] & dm[:, None, :]) != 0).any(-1)  # [P, K]
+        b_drop = ((a_bit[D] & dm[:, None, :]) != 0).any(-1)
+        to_u = np.minimum(ed.Wout[S][:, :, None] + sol.D[Ac[S][:, :, None], u[None, None, :]], INF)  # [P, K, n]
+        to_u = np.where(a_drop[:, :, None], INF, to_u).min(axis=1)  # [P, n]
+        from_v = np.minimum(sol.D[v[None, :, None], Ac[D][:, None, :]] + ed.Win[D][:, None, :], INF)  # [P, n, K]
+        from_v = np.where(b_drop[:, None, :], INF, from_v).min(axis=2)  # [P, n]
+        lb = np.minimum(np.minimum(to_u + wuv[None, :], INF) + from_v, INF)
+        ends_dropped = ((dm[:, u // 64] >> (u % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
+        ends_dropped |= ((dm[:, v // 64] >> (v % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
+        return np.where(ends_dropped, INF, lb).min(axis=1)
 
 
 class _LaterWhy:
