@@ -1315,12 +1315,13 @@ def _search_batch(eng, variant, sol, queries, limit):
                             break
                     if dominated:
                         continue
-                here.append((r0, r1, r2, r3, b.pcols + (col,)))
+                pcols = b.pcols + (col,)
+                here.append((r0, r1, r2, r3, pcols))
                 expanded[q] += 1
                 if expanded[q] > limit:
                     results[q] = (None, _LIMIT_WHY % limit)
                     break
-                batch.append((q, col, lat, jit, keep, hops, weight, b.path + (cores[col],), b.pcols + (col,), ranks))
+                batch.append((q, col, lat, jit, keep, hops, weight, b.path + (cores[col],), pcols, ranks))
                 break
         if not batch:
             break
@@ -1949,21 +1950,22 @@ class _Block:
         lv, vv, rule = self.level[S, D], self.vi[S, D], self.direct[S, D]
         simple = (lv >= 0) & ~rule
         direct[(lv >= 0) & rule] = True
-        keys = list(zip(S.tolist(), D.tolist()))
-        own, borrowed = [], []
-        for q, key in enumerate(keys):
-            if key in self.borrowed:
-                borrowed.append(q)
-            elif key in self.primary or (simple[q] and key in self.best[("chain", int(lv[q]), int(vv[q]))].explicit):
-                own.append(q)
-            else:
-                continue
-            simple[q] = False
+        # paths given pair by pair: kept by hysteresis, or found by a search or a detour
+        # (``explicit`` of the pair's own chain Best); borrowed ones from their layer
+        given = _keys_mask(self.E, self.primary)
+        for key, b in self.best.items():
+            if key[0] == "chain" and b.explicit:
+                given |= _keys_mask(self.E, b.explicit) & (self.level == key[1]) & (self.vi == key[2]) & ~self.direct
+        borrowed = _keys_mask(self.E, self.borrowed)[S, D] if self.borrowed else np.zeros(n, dtype=bool)
+        own = np.nonzero(given[S, D] & ~borrowed)[0].tolist()
+        simple &= ~given[S, D] & ~borrowed
         A = self.eng.tenant_struct(self.tname)["A"]
         Ac = np.where(A >= 0, A, 0)
         K = A.shape[1]
-        for li, vi in {(int(x), int(y)) for x, y in zip(lv[simple], vv[simple])}:
-            q = np.nonzero(simple & (lv == li) & (vv == vi))[0]
+        code = lv * 8 + vv  # (level, variant index): at most 2 variants per level
+        for c in np.nonzero(np.bincount(code[simple]))[0].tolist() if simple.any() else []:
+            li, vi = divmod(c, 8)
+            q = np.nonzero(simple & (code == c))[0]
             b = self.best[("chain", li, vi)]
             arg = b.arg[S[q], D[q]]
             comb = arg < K * K
@@ -1971,13 +1973,13 @@ class _Block:
             masks[q[comb]] = b.sol.mask[Ac[S[q[comb]], i[comb]], Ac[D[q[comb]], j[comb]]]
             direct[q[~comb]] = True
         for q in own:
-            path = self._primary_path(*keys[q])
+            path = self._primary_path(int(S[q]), int(D[q]))
             direct[q] = len(path) == 2
             for name in path[1:-1]:
                 c = eng.cpos[name]
                 masks[q, c // 64] |= np.uint64(1) << np.uint64(c % 64)
-        if borrowed:
-            q = np.array(borrowed, dtype=np.int64)
+        if borrowed.any():
+            q = np.nonzero(borrowed)[0]
             masks[q], direct[q] = self.prev.primary_masks(S[q], D[q])
         return masks, direct
 
@@ -2215,6 +2217,15 @@ class _BlockView:
             for d in range(self.E):
                 if s != d:
                     yield layers[row[d]].result(s, d, layers[bk_row[d]])
+
+
+def _keys_mask(E, keys):
+    """An E x E mask of the (s, d) keys of a dict or list."""
+    out = np.zeros((E, E), dtype=bool)
+    if keys:
+        idx = np.array(list(keys), dtype=np.int64).reshape(-1, 2)
+        out[idx[:, 0], idx[:, 1]] = True
+    return out
 
 
 def _fork_network(net: Network) -> Network:
