@@ -191,6 +191,9 @@ class Inventory:
     tenants: Dict[str, Tenant]
     pce: PceSettings = field(default_factory=PceSettings)
     source: str = ""  # directory or file it was loaded from
+    # (tenant, node, function) -> SID: results ask for the same few SIDs again and again,
+    # and building one from the ipaddress objects costs microseconds
+    _sids: Dict[Tuple[str, str, int], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # --- lookups used by every consumer -------------------------------------------------
     def nodes_by_role(self, role: str) -> Tuple[Node, ...]:
@@ -214,15 +217,19 @@ class Inventory:
         """A transit node's End SID for one tenant: the first address of the tenant's
         locator on that node (the node_id-th /48 of the tenant block).  Per-tenant transit
         SIDs let every hop pick the tenant's own tunnel by destination alone."""
-        return _tenant_sid(self.tenants[tenant].locator_block, self.nodes[node].node_id, 1)
+        return self._tenant_sid(tenant, node, 1)
 
     def decap_sid(self, tenant: str, edge: str, family: int = 4) -> str:
         """Egress SID that hands a tenant's packet to its customer (End.DX4 / End.DT6)."""
-        return _tenant_sid(self.tenants[tenant].locator_block, self.nodes[edge].node_id, 0xD4 if family == 4 else 0xD6)
+        return self._tenant_sid(tenant, edge, 0xD4 if family == 4 else 0xD6)
+
+    def _tenant_sid(self, tenant: str, node: str, function: int) -> str:
+        key = (tenant, node, function)
+        sid = self._sids.get(key)
+        if sid is None:
+            block = int(self.tenants[tenant].locator_block.network_address)
+            base = block | (self.nodes[node].node_id << (128 - TENANT_EDGE_LOCATOR_LEN))
+            sid = self._sids[key] = str(ipaddress.IPv6Address(base + function))
+        return sid
 
 
-# Results ask for the same few SIDs again and again (ipaddress formatting is slow).
-@functools.lru_cache(maxsize=1 << 16)
-def _tenant_sid(block: ipaddress.IPv6Network, node_id: int, function: int) -> str:
-    base = int(block.network_address) | (node_id << (128 - TENANT_EDGE_LOCATOR_LEN))
-    return str(ipaddress.IPv6Address(base + function))
