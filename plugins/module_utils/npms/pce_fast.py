@@ -1763,7 +1763,10 @@ class _Block:
         self.best: Dict[Any, _Best] = {}
         self.primary: Dict[Tuple[int, int], Choice] = {}
         self.kept: Dict[Tuple[int, int], Tuple[bool, str]] = {}
-        self.backup: Dict[Tuple[int, int], _Best] = {}
+        # the Best that answers a pair's backup: backups[bk_of[s, d]] (-1: none); an array, not a
+        # dict of (s, d) keys: a full compute would build a tuple per pair
+        self.backups: List[_Best] = []
+        self.bk_of = np.full((E, E), -1, dtype=np.int32)
         self._open = open_
         if build:
             _build_blocks([self])
@@ -2038,7 +2041,8 @@ class _Block:
         for li, vi, variant, group, masks, is_direct, bk in made:
             todo = group & ~bk.admitted
             S, D = np.nonzero(group & bk.admitted)
-            self.backup.update(dict.fromkeys(zip(S.tolist(), D.tolist()), bk))
+            self.bk_of[S, D] = len(self.backups)
+            self.backups.append(bk)
             if variant.level != BEST_EFFORT and todo.any():
                 loose = P._unbounded(variant)
                 lb = _Best(eng, self.tname, loose, eng.solution(loose), eng.edges(self.tname, loose),
@@ -2048,7 +2052,8 @@ class _Block:
         yield [m[1] for m in loose_made]
         for todo, lb in loose_made:
             S, D = np.nonzero(todo & lb.admitted)
-            self.backup.update(dict.fromkeys(zip(S.tolist(), D.tolist()), lb))
+            self.bk_of[S, D] = len(self.backups)
+            self.backups.append(lb)
 
     # -- what a change of core arcs can reach ---------------------------------------------
     def _dirty_of(self, eng: FastEngine, owned, kinds):
@@ -2092,8 +2097,9 @@ class _Block:
                                False, "", None, cur)
         kept, note = self.kept.get((s, d), (False, ""))
         if settings.backup == "node":
-            b = (bk_block or self).backup.get((s, d))
-            bk = b.get(s, d)[0] if b is not None else None
+            layer = bk_block or self
+            i = int(layer.bk_of[s, d])
+            bk = layer.backups[i].get(s, d)[0] if i >= 0 else None
         else:
             bk = self.ref.backup(self.tname, choice, src, dst, settings.max_candidates, settings.backup)
         return make_result(net, self.tname, self.tc.name, src, dst, choice,
