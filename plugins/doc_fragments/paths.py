@@ -46,8 +46,9 @@ options:
     choices: [fast, reference]
     default: fast
 notes:
-  - Runs on the controller. Needs numpy (engine V(fast)) and networkx (engine V(reference))
-    in the controller's Python; PyYAML for YAML files.
+  - Runs on the controller. Needs networkx, and numpy for engine V(fast) (which also uses
+    the reference engine for link-disjoint backups), in the controller's Python; PyYAML for
+    YAML files.
   - The inventory is the NPMS inventory (an Ansible YAML inventory directory with
     C(hosts.yml), C(group_vars/) and C(host_vars/), one YAML file, or the merged mapping);
     it is validated first and any problem fails the task with the file, object and field

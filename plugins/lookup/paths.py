@@ -50,7 +50,7 @@ EXAMPLES = r"""
                inventory='inventory/lab',
                measurements=npms_window,
                tenant='acme',
-               traffic_class='voice',
+               traffic_class='ef',
                current=npms_paths | default([])) }}
   vars:
     npms_window:
@@ -100,7 +100,8 @@ _raw:
     metrics:
       description: >-
         The path's metrics: C(latency_ms), C(latency_p95_ms), C(jitter_ms), C(loss_pct),
-        C(bandwidth_mbps) (bottleneck), C(cost), C(hops).
+        C(residual_loss_pct) (after FEC; the loss itself without FEC), C(bandwidth_mbps)
+        (bottleneck), C(cost), C(hops).
       type: dict
     verdict:
       description: V(met), V(met_fallback), V(unmet_best_effort) or V(unreachable).
@@ -120,6 +121,15 @@ _raw:
     reason:
       description: Why this path (and verdict), in words.
       type: str
+    backup_metrics:
+      description: The backup path's metrics (as O(metrics)); null when there is no backup.
+      type: dict
+    kept:
+      description: Whether hysteresis kept the current path (given with O(current)) over a better candidate.
+      type: bool
+    changed:
+      description: Whether the path differs from the current path given with O(current).
+      type: bool
 """
 
 from ansible.errors import AnsibleLookupError

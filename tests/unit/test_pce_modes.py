@@ -219,7 +219,7 @@ def test_lossless_fec_without_fec_on_the_class_cannot_use_the_lossy_route(engine
 
 
 def test_lossless_fec_loss_too_high_for_fec_is_not_admitted(engine):
-    # 5 % path loss: residual after 10+2 ~ 5 % * 55 * 0.25 % ~ 0.07 % > 0.01 %; the clean
+    # 5 % path loss: residual after 10+2 is about 0.51 % (fec_residual_loss) > 0.01 %; the clean
     # route (40 ms) is taken without FEC.
     r = pick(run(fec_graph(lossy_loss=5.0), engine))
     assert r.path == ["e1", "c1", "e2"]

@@ -177,7 +177,7 @@ class PceSettings:
     """Tunables of the path engine (inventory ``npms_pce``)."""
 
     hysteresis_pct: float = 10.0  # a candidate must beat the current path by this much ...
-    hysteresis_min: float = 1.0  # ... and by at least this much in the objective's unit
+    hysteresis_min: float = 1.0  # ... and by more than this much in the objective's unit
     max_candidates: int = 100000  # partial paths the bounded (constrained) search may expand per pair
     backup: str = "node"  # node | link | none: disjointness of the backup path
 

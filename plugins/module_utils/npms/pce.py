@@ -57,8 +57,8 @@ the primary (``PceSettings.backup``: node, link or none); best effort when no ad
 
 Hysteresis: when the current path (from the previous run) is still admitted under the
 newly chosen profile (without FEC, else with it), it is kept unless the best candidate
-improves the primary objective by more than ``hysteresis_pct`` percent and by at least
-``hysteresis_min``.  A current path that visits a node twice is never kept, and the
+improves the primary objective by more than ``hysteresis_pct`` percent of the current
+value and by more than ``hysteresis_min`` (a gain equal to the margin keeps it).  A current path that visits a node twice is never kept, and the
 direct-path rule wins over hysteresis (an admitted direct path is always taken).
 """
 
