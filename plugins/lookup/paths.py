@@ -122,7 +122,7 @@ _raw:
       description: Why this path (and verdict), in words.
       type: str
     backup_metrics:
-      description: The backup path's metrics (as O(metrics)); null when there is no backup.
+      description: The backup path's metrics (as RV(_raw[].metrics)); null when there is no backup.
       type: dict
     kept:
       description: Whether hysteresis kept the current path (given with O(current)) over a better candidate.

@@ -231,5 +231,3 @@ class Inventory:
             base = block | (self.nodes[node].node_id << (128 - TENANT_EDGE_LOCATOR_LEN))
             sid = self._sids[key] = str(ipaddress.IPv6Address(base + function))
         return sid
-
-
