@@ -485,10 +485,10 @@ class _Best:
 
     def _finish(self, found, expanded):
         """Results of this Best's exact searches (``_prepare_slow``'s queries, in order)."""
-        for (s, d, least), (choice, why), ex in zip(self._where, found, expanded):
+        for (s, d, least), (path, why), ex in zip(self._where, found, expanded):
             self.searched[(s, d)], self.searched_matter[(s, d)] = ex
-            self.explicit[(s, d)] = choice.path if choice else None
-            if choice is None:
+            self.explicit[(s, d)] = path
+            if path is None:
                 self.why[(s, d)] = (least, why)
             else:
                 self.admitted[s, d] = True
@@ -1169,7 +1169,7 @@ def _search_batch(eng, variant, sol, queries, limit):
     exactly as the scalar search does; what is vectorised is building the children of all
     the expansions of one round (the same IEEE operations in the same order; the loss
     bound, which goes through log/expm1, is re-checked with ``math`` wherever numpy and
-    libm could round differently).  Returns ``[(Choice or None, why)]`` and, per query,
+    libm could round differently).  Returns ``[(path or None, why)]`` and, per query,
     ``(popped, decisive)``: the arcs (parent core or -1 for the source, core or C for the
     destination) of the partial paths it popped, each with the extreme sums of those paths
     (what a later change must miss for the search to run the same), and the arcs of the
@@ -1290,7 +1290,7 @@ def _search_batch(eng, variant, sol, queries, limit):
                     popped_q[arc] = None
                     path = b.path + (dsts[q],)
                     if _admits(q_arcs[q], path, variant):
-                        results[q] = (Choice(variant, list(path), path_metrics(q_arcs[q], path, variant)), "")
+                        results[q] = (list(path), "")  # its metrics are built with the result
                         matter[q].add(b.pcols + (C,))
                         break
                     continue
