@@ -512,3 +512,33 @@ def test_batched_detour_walks_equal_single_walks(seed, C):
     got = _walk_many(W, dist, excl, walks)
     assert got == [_walk(W, dist[q], excl[q], a, b) for q, a, b in walks]
     assert all(p[0] == a and p[-1] == b for p, (_q, a, b) in zip(got, walks))
+
+
+# next hops of the core paths: the smallest tight successor, by definition (one pair at a
+# time), on random cores with many equal weights, unreachable nodes and row/column subsets
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), C=st.integers(2, 12))
+def test_next_hops_are_the_smallest_tight_successors(seed, C):
+    np_ = pytest.importorskip("numpy")
+    from npms.pce_fast import INF, _floyd_warshall, _next_hops
+
+    rnd = random.Random(seed)
+    W = np_.full((C, C), INF, dtype=np_.int64)
+    for u in range(C):
+        for v in range(C):
+            if u != v and rnd.random() < 0.4:
+                W[u, v] = rnd.choice([1, 2, 3])
+    np_.fill_diagonal(W, 0)
+    D = _floyd_warshall(W)
+    rows = np_.array(sorted(rnd.sample(range(C), rnd.randint(1, C))), dtype=np_.int64)
+    cols = np_.array(sorted(rnd.sample(range(C), rnd.randint(1, C))), dtype=np_.int64)
+    got = _next_hops(W, D, rows, cols)
+    for i, a in enumerate(rows.tolist()):
+        for j, b in enumerate(cols.tolist()):
+            if a == b:
+                want = a
+            elif D[a, b] >= INF:
+                want = -1
+            else:
+                want = min(y for y in range(C) if y != a and W[a, y] < INF and W[a, y] + D[y, b] == D[a, b])
+            assert got[i, j] == want, (a, b)

@@ -238,11 +238,14 @@ _REPAIR_MAX_ARCS = 64  # more changed core arcs than this: build the solution af
 
 def _next_hops(w, D, rows, cols):
     """NH[a, b] for a in rows, b in cols: the smallest tight successor of a towards b (the
-    lexicographic rule), -1 where b is unreachable, a itself on the diagonal."""
-    tight = (w[rows][:, :, None] + D[None, :, cols]) == D[rows][:, None, cols]  # [a, y, b]
-    tight[np.arange(len(rows)), rows, :] = False  # y != a
-    tight &= (w[rows] < INF)[:, :, None]
-    nh = np.where(tight.any(axis=1), tight.argmax(axis=1), -1)
+    lexicographic rule), -1 where b is unreachable, a itself on the diagonal.
+
+    A successor y of a is tight when w[a, y] + D[y, b] == D[a, b]; no y gives less (D is
+    least), so the tight ones are those of the least sum over y != a, and argmin returns
+    the first (smallest) of them."""
+    through = w[rows][:, :, None] + D[None, :, cols]  # [a, y, b]; INF + INF fits in int64
+    through[np.arange(len(rows)), rows, :] = 2 * INF  # y != a
+    nh = np.where(D[rows][:, cols] < INF, through.argmin(axis=1), -1)
     same = rows[:, None] == cols[None, :]
     nh[same] = rows[:, None].repeat(len(cols), 1)[same]
     return nh
