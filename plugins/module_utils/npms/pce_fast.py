@@ -875,26 +875,23 @@ class _Best:
             lbm = chg["path"].copy()
             for metric in key:
                 lbm |= chg["lb"][metric]
-            memo[key] = lbm
-        lbm = memo[key]
-        # per tenant (all its pairs at once, shared by its blocks' Bests): which candidates'
-        # core pairs changed [s, d, i, j], and which pairs have one whose path or bounds did
-        tkey = (id(t), key)
-        got = memo.get(tkey)
-        if got is None:
-            vv = valid[:, None, :, None] & valid[None, :, None, :]
-            ia, ib = Ac[:, None, :, None], Ac[None, :, None, :]
-            cc_all = chg["path"][ia, ib] & vv
-            got = memo[tkey] = (cc_all, cc_all.any(axis=(2, 3)), (lbm[ia, ib] & vv).any(axis=(2, 3)))
-        cc_all, cc_any, lb_any = got
-        S, D = np.nonzero(need & lb_any)  # lbm covers the changed paths too
+            memo[key] = (lbm, lbm.any(axis=1), lbm.any(axis=0))
+        lbm, rows_any, cols_any = memo[key]
+        # only pairs with a changed candidate: a source POP with a changed row, a
+        # destination POP with a changed column
+        src = (rows_any[Ac] & valid).any(axis=1)
+        dst = (cols_any[Ac] & valid).any(axis=1)
+        S, D = np.nonzero(need & src[:, None] & dst[None, :])
         if len(S):
+            vv = valid[S][:, :, None] & valid[D][:, None, :]
+            a, b = Ac[S][:, :, None], Ac[D][:, None, :]
+            cc = chg["path"][a, b] & vv  # [P, K, K]
             sp = (special & ~alone & ~by_path)[S, D]
-            out[S[sp], D[sp]] = True
-            plain = ~sp & ~by_path[S, D] & cc_any[S, D]
+            hit_sp = sp & (lbm[a, b] & vv).any(axis=(1, 2))
+            out[S[hit_sp], D[hit_sp]] = True
+            plain = ~sp & ~by_path[S, D] & cc.any(axis=(1, 2))
             if plain.any():
-                S2, D2 = S[plain], D[plain]
-                cc2 = cc_all[S2, D2]
+                S2, D2, cc2 = S[plain], D[plain], cc[plain]
                 ed = self.ed
                 wc = ed.Wout[S2][:, :, None] + sol.D[Ac[S2][:, :, None], Ac[D2][:, None, :]]
                 np.minimum(wc, INF, out=wc)
