@@ -1754,6 +1754,7 @@ class _Block:
         self.backup_dirty = backup_dirty
         self.bk_only = open_.copy()  # pairs whose backup this block computes (see _backup_pairs)
         self.borrowed: Dict[Tuple[int, int], _Block] = {}  # pair -> the layer of prev with its primary
+        self._given = None  # pairs whose primary path is given pair by pair (_primary_masks)
         self.level = np.full((E, E), -1, dtype=np.int64)  # index into the profile chain
         self.vi = np.full((E, E), -1, dtype=np.int64)  # variant index within the level
         self.direct = np.zeros((E, E), dtype=bool)  # chosen by the direct-path rule
@@ -1955,10 +1956,13 @@ class _Block:
         direct[(lv >= 0) & rule] = True
         # paths given pair by pair: kept by hysteresis, or found by a search or a detour
         # (``explicit`` of the pair's own chain Best); borrowed ones from their layer
-        given = _keys_mask(self.E, self.primary)
-        for key, b in self.best.items():
-            if key[0] == "chain" and b.explicit:
-                given |= _keys_mask(self.E, b.explicit) & (self.level == key[1]) & (self.vi == key[2]) & ~self.direct
+        given = self._given
+        if given is None:  # the choices are final once backups are asked for: built once
+            given = _keys_mask(self.E, self.primary)
+            for key, b in self.best.items():
+                if key[0] == "chain" and b.explicit:
+                    given |= _keys_mask(self.E, b.explicit) & (self.level == key[1]) & (self.vi == key[2]) & ~self.direct
+            self._given = given
         borrowed = _keys_mask(self.E, self.borrowed)[S, D] if self.borrowed else np.zeros(n, dtype=bool)
         own = np.nonzero(given[S, D] & ~borrowed)[0].tolist()
         simple &= ~given[S, D] & ~borrowed
