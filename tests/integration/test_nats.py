@@ -29,6 +29,9 @@ from npms.nats_ingest import IngestServer, PushFailed, batch_id_for, push_nats
 from npms.store import Store
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def sample(src="edge-ber", dst="core-fra", tenant="acme", ts=None, **extra):
     out = {"src": src, "dst": dst, "tenant": tenant, "kind": "udp", "ts": ts or time.time() - 5,
            "sent": 10, "received": 10, "rtt_ms": 12.0, "jitter_ms": 0.3}
@@ -270,6 +273,56 @@ def test_the_cli_end_to_end(nats_url, tmp_path):
         out, err = server.communicate(timeout=20)
     assert server.returncode == 0, err
     assert token not in out + err + push.stdout + push.stderr + refused.stderr
+    store = Store(store_url)
+    try:
+        assert store.count_samples() == 2
+    finally:
+        store.close()
+
+
+def test_the_probe_playbooks_nats_push(nats_url, tmp_path):
+    """playbooks/probe.yml's NATS push (tasks/probe_push_nats.yml, included per host) against
+    `npms nats serve`: the batch is stored, a second run is the same batch (no change),
+    --check sends nothing, the token file is gone afterwards and the token is in no output."""
+    tokens = TokenStore(str(tmp_path / "tokens.json"))
+    token = tokens.issue("edge-ber")
+    samples = [sample(), sample(dst="core-lon", ts=time.time() - 30)]
+    play = tmp_path / "push.yml"
+    play.write_text(json.dumps([{
+        "name": "Push one node's samples", "hosts": "edge-ber", "gather_facts": False,
+        "vars": {"probe_nats_url": nats_url, "probe_api_token": {"edge-ber": token},
+                 "probe_result": {"samples": samples}},
+        "tasks": [{"name": "Push", "ansible.builtin.include_tasks": os.path.join(ROOT, "playbooks", "tasks", "probe_push_nats.yml")}],
+    }]))
+    (tmp_path / "hosts.ini").write_text(f"edge-ber ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"))
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+    def run(*extra):
+        proc = subprocess.run([playbook, "-i", str(tmp_path / "hosts.ini"), str(play), "-v", *extra], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert token not in proc.stdout + proc.stderr
+        return proc.stdout
+
+    store_url = f"sqlite:///{tmp_path}/store.db"
+    server = subprocess.Popen([sys.executable, "-m", "npms.cli", "nats", "serve", "--url", nats_url, "--store", store_url,
+                               "--tokens", str(tmp_path / "tokens.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        checked = run("--check")
+        first = run()
+        second = run()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=20)
+    assert "changed=0" in checked and "would push 2 samples" in checked and "samples accepted" not in checked
+    assert "2 samples accepted" in first and "changed=1" in first
+    assert "(a batch already stored)" in second and "changed=0" in second
+    assert not list(scratch.rglob("*.token")), "a token file was left behind"
+    assert token not in out + err
     store = Store(store_url)
     try:
         assert store.count_samples() == 2
