@@ -207,18 +207,25 @@ def test_update_makes_a_pruned_link_admissible(seed):
         "seed %d: no path uses %s-%s once admissible" % (seed, a, b)
 
 
-def test_results_are_a_snapshot_of_their_measurements():
-    """A result set not yet looked at when ``update`` runs still gives the answer for the
-    measurements it was computed from (and an update's answer for the new ones)."""
-    inv, ms, eng = _net_and_engine(7)
-    first = eng.compute()  # not materialised yet
+def _computed_then_updated(seed):
+    """An engine's full compute, not looked at, then an update (the most used core link
+    slower and lossy): (inv, eng, state after the change, link, first, what a fresh compute
+    of the first measurements gives, second)."""
+    inv, ms, eng = _net_and_engine(seed)
+    first = eng.compute()  # not materialised before the update
     state = _keyed(ms)
     expected_first = FastEngine(Network(inv, ms)).compute().to_list()
     a, b = _most_used_core_link(expected_first)
     change = _both_ways(state, a, b, latency_factor=4.0, loss_pct=2.5)
     for m in change:
         state[(None, m["src"], m["dst"])] = m
-    second = eng.update(change)
+    return inv, eng, state, (a, b), first, expected_first, eng.update(change)
+
+
+def test_results_are_a_snapshot_of_their_measurements():
+    """A result set not yet looked at when ``update`` runs still gives the answer for the
+    measurements it was computed from (and an update's answer for the new ones)."""
+    inv, eng, state, (a, b), first, expected_first, second = _computed_then_updated(7)
     third = eng.update(_both_ways(state, a, b, loss_pct=100.0))  # before second is looked at
     assert not _diff(first.to_list(), expected_first)
     _check_against_fresh(inv, state, second.to_list(), "second of three")
@@ -268,15 +275,7 @@ def test_failure_reasons_of_an_older_result_set_keep_its_measurements(seed):
     a result is materialised, from the diagnosis the block computed: a result set first
     looked at after an update must still give the words (and everything else) of the
     measurements it was computed from, and the update's set those of the new ones."""
-    inv, ms, eng = _net_and_engine(seed)
-    first = eng.compute()  # not materialised before the updates
-    state = _keyed(ms)
-    expected_first = FastEngine(Network(inv, ms)).compute().to_list()
-    a, b = _most_used_core_link(expected_first)
-    change = _both_ways(state, a, b, latency_factor=4.0, loss_pct=2.5)
-    for m in change:
-        state[(None, m["src"], m["dst"])] = m
-    second = eng.update(change)
+    inv, _eng, state, _link, first, expected_first, second = _computed_then_updated(seed)
     got_first = first.to_list()
     assert not _diff(got_first, expected_first)
     after = second.to_list()

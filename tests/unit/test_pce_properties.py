@@ -480,6 +480,19 @@ def test_fast_path_admission_equals_violations(arcs, max_lat, max_jit, max_loss,
     assert _admits(amap, nodes, variant) == (not pce.violations(pce.path_metrics(amap, nodes, variant), variant))
 
 
+def _random_core(rnd, C, density, weights):
+    """A random core arc-weight matrix (INF: no arc) for the fast engine's helpers."""
+    import numpy as np_
+    from npms.pce_fast import INF
+
+    W = np_.full((C, C), INF, dtype=np_.int64)
+    for u in range(C):
+        for v in range(C):
+            if u != v and rnd.random() < density:
+                W[u, v] = rnd.choice(weights)
+    return W
+
+
 # detours around dropped nodes are walked for many pairs at once: each walk must be the
 # one-at-a-time walk (smallest-named tight successor), on random cores with exclusions
 @settings(max_examples=60, deadline=None)
@@ -489,11 +502,7 @@ def test_batched_detour_walks_equal_single_walks(seed, C):
     from npms.pce_fast import INF, _walk, _walk_many
 
     rnd = random.Random(seed)
-    W = np_.full((C, C), INF, dtype=np_.int64)
-    for u in range(C):
-        for v in range(C):
-            if u != v and rnd.random() < 0.6:
-                W[u, v] = rnd.choice([1, 2, 3, 4])  # small weights: many ties
+    W = _random_core(rnd, C, 0.6, [1, 2, 3, 4])  # small weights: many ties
     dists, excls, walks = [], [], []
     for q in range(4):
         b = rnd.randrange(C)
@@ -523,11 +532,7 @@ def test_next_hops_are_the_smallest_tight_successors(seed, C):
     from npms.pce_fast import INF, _floyd_warshall, _next_hops
 
     rnd = random.Random(seed)
-    W = np_.full((C, C), INF, dtype=np_.int64)
-    for u in range(C):
-        for v in range(C):
-            if u != v and rnd.random() < 0.4:
-                W[u, v] = rnd.choice([1, 2, 3])
+    W = _random_core(rnd, C, 0.4, [1, 2, 3])
     np_.fill_diagonal(W, 0)
     D = _floyd_warshall(W)
     rows = np_.array(sorted(rnd.sample(range(C), rnd.randint(1, C))), dtype=np_.int64)

@@ -318,6 +318,7 @@ class _Best:
         self.net = eng.net  # the measurements this was computed from (results are snapshots)
         self.searched: Dict[Tuple[int, int], Any] = {}  # pair -> arcs its exact search popped
         self.searched_matter: Dict[Tuple[int, int], set] = {}  # pair -> arcs of the paths that decided it
+        self.searched_ext: Dict[Tuple[int, int], dict] = {}  # pair -> arc -> extreme sums of the paths expanded over it
         self.drop_masks = drop_masks
         t = ed.t
         A = t["A"]
@@ -489,7 +490,7 @@ class _Best:
     def _finish(self, found, expanded):
         """Results of this Best's exact searches (``_prepare_slow``'s queries, in order)."""
         for (s, d, least), (path, why), ex in zip(self._where, found, expanded):
-            self.searched[(s, d)], self.searched_matter[(s, d)] = ex
+            self.searched[(s, d)], self.searched_matter[(s, d)], self.searched_ext[(s, d)] = ex
             self.explicit[(s, d)] = path
             if path is None:
                 self.why[(s, d)] = (least, why)
@@ -986,12 +987,12 @@ class _Best:
                     out[key] = True
                     continue
                 row = moved_w[q] if found else moved[q]
-                popped = self.searched[key]
-                for par, col in (ref[key] if found else popped):
+                for par, col in (ref[key] if found else self.searched[key]):
                     if (col < C and row[col]) or (par, col) in arcs:
                         out[key] = True
                         break
-                    if found and col < C and moved[q, col] and not self._still_pushed(popped[(par, col)], new, q, col):
+                    if found and col < C and moved[q, col] and \
+                            not self._still_pushed(self.searched_ext[key][(par, col)], new, q, col):
                         out[key] = True
                         break
         if self.replaced:
@@ -1170,11 +1171,12 @@ def _search_batch(eng, variant, sol, queries, limit):
     the expansions of one round (the same IEEE operations in the same order; the loss
     bound, which goes through log/expm1, is re-checked with ``math`` wherever numpy and
     libm could round differently).  Returns ``[(path or None, why)]`` and, per query,
-    ``(popped, decisive)``: the arcs (parent core or -1 for the source, core or C for the
-    destination) of the partial paths it popped, each with the extreme sums of those paths
-    (what a later change must miss for the search to run the same), and the arcs of the
-    partial paths that discarded another as dominated or were the answer (when arcs only
-    get worse, the others can only be popped later or not at all, which changes nothing).
+    ``(popped, decisive, extremes)``: the arcs (parent core or -1 for the source, core or C
+    for the destination) of the partial paths it popped (what a later change must miss for
+    the search to run the same); the arcs of the partial paths that discarded another as
+    dominated or were the answer (when arcs only get worse, the others can only be popped
+    later or not at all, which changes nothing); and per arc of an expanded partial path,
+    the extreme sums of those paths.
     """
     C, cores, index, cpos = eng.C, eng.cores, eng.net.index, eng.cpos
     bounds = variant.bounds()
@@ -1200,9 +1202,11 @@ def _search_batch(eng, variant, sol, queries, limit):
     dsts: List[str] = []
     dlinks: List[Dict[int, List[int]]] = []
     results: List[Any] = [None] * Q
-    # per query: arc (parent core or -1, core or C) -> the extreme partial sums (latency,
-    # jitter, kept fraction, hops) of the partial paths popped over it (None at C)
-    popped: List[dict] = [{} for _q in range(Q)]
+    # per query: the arcs (parent core or -1, core or C) of the partial paths popped, and
+    # for those expanded the extreme partial sums (latency, jitter, kept fraction, hops):
+    # only expanded partial paths can decide a search (see ``matter``)
+    popped: List[set] = [set() for _q in range(Q)]
+    extremes: List[dict] = [{} for _q in range(Q)]
     # per query: the partial paths (core positions, C for the destination) that discarded
     # another as dominated, and the path found: what a later change must leave alone (see
     # ``_Best.dirty``)
@@ -1286,8 +1290,8 @@ def _search_batch(eng, variant, sol, queries, limit):
                     push(heap, (b.f[i + 1], b.w[i + 1], b.ranks + (rank_q[b.cols[i + 1]],), b, pos + 1))
                 col = b.cols[i]
                 arc = (b.pcols[-1] if b.pcols else -1, col)
+                popped_q.add(arc)
                 if col == C:
-                    popped_q[arc] = None
                     path = b.path + (dsts[q],)
                     if _admits(q_arcs[q], path, variant):
                         results[q] = (list(path), "")  # its metrics are built with the result
@@ -1296,11 +1300,6 @@ def _search_batch(eng, variant, sol, queries, limit):
                     continue
                 lat, jit, keep = b.lat[i], b.jit[i], b.keep[i]
                 hops = b.hops + 1
-                ext = popped_q.get(arc)
-                if ext is None:
-                    popped_q[arc] = (lat, jit, keep, hops)
-                elif lat > ext[0] or jit > ext[1] or keep < ext[2] or hops > ext[3]:
-                    popped_q[arc] = (max(lat, ext[0]), max(jit, ext[1]), min(keep, ext[2]), max(hops, ext[3]))
                 r0, r1 = (lat if max_lat is not None else 0.0), (jit if max_jit is not None else 0.0)
                 r2, r3 = (-keep if max_loss is not None else 0.0), (hops if max_hops is not None else 0)
                 here = settled_q.get(col)
@@ -1317,6 +1316,11 @@ def _search_batch(eng, variant, sol, queries, limit):
                         continue
                 pcols = b.pcols + (col,)
                 here.append((r0, r1, r2, r3, pcols))
+                ext = extremes[q].get(arc)
+                if ext is None:
+                    extremes[q][arc] = (lat, jit, keep, hops)
+                elif lat > ext[0] or jit > ext[1] or keep < ext[2] or hops > ext[3]:
+                    extremes[q][arc] = (max(lat, ext[0]), max(jit, ext[1]), min(keep, ext[2]), max(hops, ext[3]))
                 expanded[q] += 1
                 if expanded[q] > limit:
                     results[q] = (None, _LIMIT_WHY % limit)
@@ -1387,12 +1391,12 @@ def _search_batch(eng, variant, sol, queries, limit):
             start += n
         active = [q for q in active if results[q] is None]
     out = []
-    for ex, paths in zip(popped, matter):
+    for ex, ext, paths in zip(popped, extremes, matter):
         arcs = set()
         for pcols in paths:
             arcs.add((-1, pcols[0]))
             arcs.update(zip(pcols, pcols[1:]))
-        out.append((ex, arcs))
+        out.append((ex, arcs, ext))
     return results, out
 
 
@@ -1589,12 +1593,7 @@ class FastEngine:
             for i, row in enumerate(ups):
                 for k, c in enumerate(row):
                     arc = arcs[(names[i], c)] if direction == "out" else arcs[(c, names[i])]
-                    mt["lat"][i, k] = arc.latency_ms
-                    mt["lat95"][i, k] = arc.latency_p95_ms
-                    mt["jit"][i, k] = arc.jitter_ms
-                    mt["loss"][i, k] = arc.loss
-                    mt["bw"][i, k] = arc.bandwidth_mbps
-                    mt["cost"][i, k] = arc.cost
+                    _put_arc(mt, i, k, arc)
                     mt["exists"][i, k] = True
                     via[i][k] = arc.via
             mt["loss"] = np.where(mt["exists"], mt["loss"], 1.0)
@@ -1609,12 +1608,7 @@ class FastEngine:
         for (u, v), arc in own:
             if arc.kind == "direct" and u in epos and v in epos:
                 i, j = epos[u], epos[v]
-                d["lat"][i, j] = arc.latency_ms
-                d["lat95"][i, j] = arc.latency_p95_ms
-                d["jit"][i, j] = arc.jitter_ms
-                d["loss"][i, j] = arc.loss
-                d["bw"][i, j] = arc.bandwidth_mbps
-                d["cost"][i, j] = arc.cost
+                _put_arc(d, i, j, arc)
                 d["exists"][i, j] = True
                 if arc.via:
                     dvia[(i, j)] = set(arc.via)
@@ -1704,7 +1698,7 @@ class FastEngine:
             return self._compute(*self._last_args)  # link backups are searched when materialised
         current = normalise_current(self._last_args[2])
         stats = {"engine": "fast", "slow_pairs": 0, "pairs": 0, "incremental": True, "choice_pairs": 0, "backup_pairs": 0}
-        views, built = [], []
+        views, built, layers = [], [], []
 
         def block(view, only=None, backup_dirty=None, prev=None):
             built.append(_Block(self, view.tname, view.tc, current, stats, only=only, build=False,
@@ -1718,11 +1712,13 @@ class FastEngine:
                 if len(view.layers) >= _MAX_LAYERS and (dirty | bk_dirty).any():  # compact: one layer again
                     view = _BlockView.full(block(view))
                 elif (dirty | bk_dirty).any():
-                    view = (view, block(view, dirty, bk_dirty, view))  # a layer, added once built
+                    layers.append((len(views), block(view, dirty, bk_dirty, view)))
             views.append(view)
         _build_blocks(built)  # the recomputed pairs of all blocks, their searches batched
-        self._views = [v[0].with_layer(v[1]) if isinstance(v, tuple) else v for v in views]
-        return _LazyPathSet(self._views, stats)
+        for i, blk in layers:  # which backups a layer holds is known once it is built
+            views[i] = views[i].with_layer(blk)
+        self._views = views
+        return _LazyPathSet(views, stats)
 
 
 class _Block:
@@ -1817,6 +1813,10 @@ class _Block:
             if self.prev is not None:
                 self._backup_pairs()
             yield from self._backups()
+        # what an update's layer read from the view below is needed only while it is built:
+        # kept, it would hold every older view's layers for as long as this one lives
+        self.prev = self.backup_dirty = None
+        self.borrowed = {}
         for b in self.best.values():
             stats["slow_pairs"] += b.slow
         stats["pairs"] += int((self.only | self.bk_only).sum())
@@ -2271,7 +2271,8 @@ class _LazyPathSet(PathSet):
 
 
 def _put_arc(m: Dict[str, Any], i: int, j: int, arc: Any) -> None:
-    """One core arc's measurements into the core arrays ``m`` (build and patch alike)."""
+    """One arc's measurements into the arrays ``m`` at [i, j]: the core arrays (build and
+    patch alike), a tenant's access arrays [edge, k] and its direct arrays [edge, edge]."""
     m["lat"][i, j] = arc.latency_ms
     m["lat95"][i, j] = arc.latency_p95_ms
     m["jit"][i, j] = arc.jitter_ms
