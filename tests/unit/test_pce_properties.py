@@ -547,3 +547,19 @@ def test_next_hops_are_the_smallest_tight_successors(seed, C):
             else:
                 want = min(y for y in range(C) if y != a and W[a, y] < INF and W[a, y] + D[y, b] == D[a, b])
             assert got[i, j] == want, (a, b)
+
+
+# the search's children are ordered by (expansion, f, weight, name rank), as the scalar
+# search's heap pops them; the cheaper two-key sort must give that order, ties included
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), n=st.integers(0, 60), spread=st.integers(1, 4))
+def test_children_order_is_the_four_key_order(seed, n, spread):
+    np_ = pytest.importorskip("numpy")
+    from npms.pce_fast import _children_order
+
+    rnd = random.Random(seed)
+    rows = np_.array(sorted(rnd.randrange(4) for _i in range(n)), dtype=np_.int64)
+    f = np_.array([rnd.randrange(spread) for _i in range(n)], dtype=np_.int64)  # small spread: many ties
+    nw = f - np_.array([rnd.randrange(spread) for _i in range(n)], dtype=np_.int64)
+    rank = np_.array(rnd.sample(range(1000), n), dtype=np_.int64)  # names are unique
+    assert _children_order(rows, f, nw, rank).tolist() == np_.lexsort((rank, nw, f, rows)).tolist()
